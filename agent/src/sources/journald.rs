@@ -1,0 +1,1 @@
+//! journald source (being written).

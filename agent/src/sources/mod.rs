@@ -1,0 +1,4 @@
+//! Agent sources: where raw log records come from.
+
+pub mod file;
+pub mod journald;

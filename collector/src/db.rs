@@ -1,0 +1,1 @@
+//! Control data in SQLite (being written).
