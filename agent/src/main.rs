@@ -1,1 +1,154 @@
-fn main() {}
+//! `vigie-agent`: the command line.
+//!
+//! Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.
+//! Errors are one line on stderr saying what is wrong and what to do.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use vigie_agent::config::{system_hostname, AgentConfig, SourceKind};
+use vigie_agent::enroll::{self, IdentityFiles};
+
+#[derive(Parser)]
+#[command(name = "vigie-agent", version, about = "Vigie agent: tails logs and journald, ships them to the collector over mTLS")]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, value_enum, global = true, default_value = "text")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Enroll with a collector: generate a key, send a CSR with the token, store the certificate.
+    Enroll {
+        /// The collector's URL, e.g. https://collector.example:8443
+        #[arg(long)]
+        collector: String,
+        /// The collector's CA certificate (the only one trusted).
+        #[arg(long)]
+        ca: PathBuf,
+        /// The enrollment token from `vigie-collector token create` (or @FILE to read it from a file).
+        #[arg(long)]
+        token: String,
+        /// Where to store the key and certificate.
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+    /// Run the agent.
+    Run {
+        /// The configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Validate a configuration file and report what the agent would do.
+    Check {
+        /// The configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("VIGIE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((code, e)) => {
+            eprintln!("vigie-agent: {e:#}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, (u8, anyhow::Error)> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(8)
+        .enable_all()
+        .build()
+        .map_err(|e| (1, e.into()))
+}
+
+fn run(command: Command) -> Result<(), (u8, anyhow::Error)> {
+    match command {
+        Command::Enroll {
+            collector,
+            ca,
+            token,
+            data_dir,
+        } => {
+            let token = match token.strip_prefix('@') {
+                Some(path) => std::fs::read_to_string(path)
+                    .map_err(|e| (2, anyhow::anyhow!("cannot read the token file {path}: {e}")))?,
+                None => token,
+            };
+            let id = runtime()?
+                .block_on(enroll::enroll(&collector, &ca, &token, &data_dir, &system_hostname()))
+                .map_err(|e| (1, e))?;
+            println!("enrolled as {} (group {}), certificate valid until {}", id.agent_id, id.group, id.not_after);
+            Ok(())
+        }
+        Command::Run { config } => {
+            let cfg = AgentConfig::load(&config).map_err(|e| (2, e.into()))?;
+            IdentityFiles::in_dir(&cfg.data_dir).load().map_err(|e| (2, e))?;
+            let rt = runtime()?;
+            rt.block_on(async move {
+                let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+                tokio::spawn(async move {
+                    wait_for_signal().await;
+                    let _ = stop_tx.send(true);
+                });
+                vigie_agent::run::run(cfg, stop_rx).await
+            })
+            .map_err(|e| (1, e))
+        }
+        Command::Check { config } => {
+            let cfg = AgentConfig::load(&config).map_err(|e| (2, e.into()))?;
+            println!("{}: configuration is valid", config.display());
+            println!("  collector: {} (CA {})", cfg.collector.url, cfg.collector.ca_file.display());
+            if !cfg.collector.ca_file.exists() {
+                println!("  warning: the CA file does not exist yet");
+            }
+            match IdentityFiles::in_dir(&cfg.data_dir).load() {
+                Ok((id, _, _)) => println!("  enrolled as {} (certificate valid until {})", id.agent_id, id.not_after),
+                Err(_) => println!("  not enrolled yet: run `vigie-agent enroll` before `vigie-agent run`"),
+            }
+            for s in &cfg.sources {
+                match &s.kind {
+                    SourceKind::File(o) => println!("  source {:?}: file, format {}, include {:?}", s.name, s.codec.name(), o.include),
+                    SourceKind::Journald(o) => println!("  source {:?}: journald, units {:?}", s.name, o.units),
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn wait_for_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+}

@@ -3,5 +3,13 @@
 //! Enrolls agents, ingests their batches over mTLS, stores events in per-day
 //! tantivy indexes and control data in SQLite, and serves the HTTP API.
 
+pub mod api;
+pub mod config;
 pub mod db;
+pub mod ingest;
+pub mod init;
+pub mod listener;
+pub mod metrics;
+pub mod quickstart;
+pub mod server;
 pub mod store;

@@ -1,1 +1,741 @@
-//! Event store (being written).
+//! The event store: one tantivy index per UTC day, and the query language.
+//!
+//! Layout: `DIR/YYYY-MM-DD/` holds the tantivy index of the events whose
+//! time (`@timestamp`, else `event.ingested`, else the time they were added)
+//! falls on that UTC day. Retention deletes whole day directories.
+//!
+//! Invariants:
+//! - an event comes back exactly as it was added (it is stored serialized as
+//!   JSON next to the indexed fields; see [`schema`](self::schema) for what is
+//!   indexed and how);
+//! - [`Store::add`] makes nothing visible nor durable; [`Store::commit`]
+//!   commits every day index written since the last commit, then reloads
+//!   their readers, so a search started after `commit` returns sees all of it.
+//!   A writer evicted between two commits (see below) is committed early,
+//!   which makes its events durable sooner but still not visible;
+//! - at most [`MAX_OPEN_WRITERS`] index writers are open at a time (the
+//!   current day and one late day, in practice); a write to another day
+//!   commits and closes the least recently used one. At each commit, a
+//!   writer that received nothing since the previous commit is closed,
+//!   unless it is the newest day's. Each writer gets
+//!   `writer_memory_bytes / MAX_OPEN_WRITERS` of indexing memory;
+//! - searches read through per-day readers and never take the writers' lock,
+//!   so they run alongside ingest; results are newest first (by `ts`, then
+//!   in index order for equal times), days are walked newest first.
+//!
+//! Time bounds of searches are `from <= time < to` (microsecond precision).
+
+mod compile;
+mod day;
+mod query;
+mod schema;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use tantivy::collector::{Count, TopDocs};
+use tantivy::query::{BooleanQuery, EnableScoring, Occur, Query as TantivyQuery};
+use tantivy::schema::{Schema, Value as _};
+use tantivy::{
+    DateTime as TantivyDateTime, DocAddress, DocSet, IndexWriter, Order, Searcher,
+    TantivyDocument, TantivyError, TERMINATED,
+};
+
+use self::compile::Compiler;
+use self::day::{day_name, day_of, parse_day_name, DayIndex};
+pub use self::query::{parse_query, Match, Query, QueryError};
+use self::schema::{build_schema, EventDoc, Fields, TS_FIELD};
+
+/// Index writers open at the same time (the current day and one late day).
+pub const MAX_OPEN_WRITERS: usize = 2;
+
+/// Smallest indexing memory tantivy accepts per writer thread (15 MB).
+pub const MIN_MEMORY_PER_THREAD_BYTES: usize = 15_000_000;
+
+/// Export sorts at most this many events at once (see [`Store::export`]).
+const EXPORT_PAGE_DOCS: usize = 10_000;
+
+/// Event store settings (the `[storage]` part of the collector config).
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Indexing memory shared by the open day writers (at most two), in
+    /// bytes; each writer thread needs at least 15 MB of its writer's half.
+    /// More memory means fewer, larger segments. Default: 64 MiB.
+    #[serde(default = "default_writer_memory_bytes")]
+    pub writer_memory_bytes: usize,
+    /// Days of events kept besides the current one; older day indexes are
+    /// deleted whole. 0 keeps everything. Default: 30.
+    #[serde(default = "default_retention_days")]
+    pub retention_days: u32,
+    /// Indexing threads per day writer (1 to 8). Default: 1.
+    #[serde(default = "default_writer_threads")]
+    pub writer_threads: usize,
+}
+
+fn default_writer_memory_bytes() -> usize {
+    64 << 20
+}
+
+fn default_retention_days() -> u32 {
+    30
+}
+
+fn default_writer_threads() -> usize {
+    1
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            writer_memory_bytes: default_writer_memory_bytes(),
+            retention_days: default_retention_days(),
+            writer_threads: default_writer_threads(),
+        }
+    }
+}
+
+impl StoreConfig {
+    /// Checks the settings against tantivy's limits.
+    pub fn validate(&self) -> Result<(), StoreError> {
+        if !(1..=8).contains(&self.writer_threads) {
+            return Err(StoreError::Config(format!(
+                "writer_threads = {} is out of range: use 1 to 8",
+                self.writer_threads
+            )));
+        }
+        let needed = MIN_MEMORY_PER_THREAD_BYTES * self.writer_threads * MAX_OPEN_WRITERS;
+        if self.writer_memory_bytes < needed {
+            return Err(StoreError::Config(format!(
+                "writer_memory_bytes = {} is too small for {} writer thread(s): use at least {needed}",
+                self.writer_memory_bytes, self.writer_threads
+            )));
+        }
+        Ok(())
+    }
+
+    fn memory_per_writer_bytes(&self) -> usize {
+        // tantivy caps the budget of one thread just under 4 GiB.
+        let cap = (u32::MAX as usize - 1_000_000) * self.writer_threads;
+        (self.writer_memory_bytes / MAX_OPEN_WRITERS).min(cap)
+    }
+}
+
+/// What a search returns.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SearchResult {
+    /// Matches over all days in the time range.
+    pub total: u64,
+    /// The requested page of matches, newest first, as they were added.
+    pub events: Vec<Value>,
+}
+
+/// Size of the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct StoreStats {
+    /// Day indexes on disk.
+    pub days: usize,
+    /// Committed events.
+    pub docs: u64,
+    /// Bytes of the day indexes on disk.
+    pub bytes: u64,
+}
+
+/// Errors of the event store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The configuration cannot work; the message says what to change.
+    #[error("invalid event store configuration: {0}")]
+    Config(String),
+    /// A filesystem operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// tantivy failed on a day index.
+    #[error("day index {day}: {source}")]
+    Index {
+        day: String,
+        #[source]
+        source: TantivyError,
+    },
+    /// A day index was written with another schema (another Vigie version).
+    #[error("day index {day} has an incompatible schema; move it out of the events directory")]
+    Incompatible { day: String },
+    /// A stored event could not be read back.
+    #[error("day index {day}: stored event is unreadable: {message}")]
+    Corrupt { day: String, message: String },
+    /// An event could not be serialized (should not happen with JSON maps).
+    #[error("event cannot be serialized: {0}")]
+    Serialize(#[source] serde_json::Error),
+    /// A thread panicked while holding the store's lock.
+    #[error("the event store is unusable after a panic in another thread")]
+    Poisoned,
+}
+
+/// An open index writer and its bookkeeping.
+struct OpenWriter {
+    writer: IndexWriter<EventDoc>,
+    /// Documents were added since the last commit.
+    dirty: AtomicBool,
+    /// Value of the store's tick at the last add (for LRU eviction).
+    last_used: AtomicU64,
+    /// Commits in a row that found this writer with nothing to commit.
+    idle_commits: u32,
+}
+
+#[derive(Default)]
+struct Writers {
+    open: HashMap<i64, OpenWriter>,
+    /// Days committed by an eviction, whose readers reload at the next commit.
+    pending_reload: BTreeSet<i64>,
+}
+
+/// The per-day event store. `Send + Sync`: share it in an `Arc`.
+pub struct Store {
+    root: PathBuf,
+    cfg: StoreConfig,
+    schema: Schema,
+    fields: Fields,
+    /// Lock order: `writers` before `days`.
+    days: RwLock<BTreeMap<i64, Arc<DayIndex>>>,
+    writers: RwLock<Writers>,
+    tick: AtomicU64,
+    export_page_docs: usize,
+}
+
+fn index_err(day: &DayIndex) -> impl Fn(TantivyError) -> StoreError + '_ {
+    move |source| StoreError::Index {
+        day: day.name.clone(),
+        source,
+    }
+}
+
+impl Store {
+    /// Opens the store in `dir` (created if missing) with the day indexes
+    /// found there. Entries that are not `YYYY-MM-DD` directories are ignored.
+    pub fn open(dir: &Path, cfg: StoreConfig) -> Result<Store, StoreError> {
+        cfg.validate()?;
+        let io = |source| StoreError::Io {
+            path: dir.to_owned(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let (schema, fields) = build_schema();
+        let mut days = BTreeMap::new();
+        for entry in std::fs::read_dir(dir).map_err(io)? {
+            let entry = entry.map_err(io)?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+            match parse_day_name(&name) {
+                Some(day) if is_dir => {
+                    let index = DayIndex::open_or_create(dir, day, &name, &schema)?;
+                    days.insert(day, Arc::new(index));
+                }
+                _ => tracing::warn!(path = %entry.path().display(), "not a day index; ignored"),
+            }
+        }
+        Ok(Store {
+            root: dir.to_owned(),
+            cfg,
+            schema,
+            fields,
+            days: RwLock::new(days),
+            writers: RwLock::new(Writers::default()),
+            tick: AtomicU64::new(0),
+            export_page_docs: EXPORT_PAGE_DOCS,
+        })
+    }
+
+    /// Adds events, each to the index of its UTC day (its `@timestamp` as
+    /// RFC 3339, else its `event.ingested`, else now). Nothing is visible
+    /// nor durable before [`Store::commit`]. Returns the number added.
+    pub fn add(&self, events: Vec<Map<String, Value>>) -> Result<usize, StoreError> {
+        let n = events.len();
+        if n == 0 {
+            return Ok(0);
+        }
+        let now_us = Utc::now().timestamp_micros();
+        let mut groups: Vec<(i64, Vec<EventDoc>)> = Vec::new();
+        for event in events {
+            let ts_micros = event_time_us(&event).unwrap_or(now_us);
+            let source = serde_json::to_vec(&event).map_err(StoreError::Serialize)?;
+            let doc = EventDoc {
+                fields: self.fields,
+                ts_micros,
+                source,
+                event,
+            };
+            let day = day_of(ts_micros);
+            match groups.iter_mut().find(|(d, _)| *d == day) {
+                Some((_, docs)) => docs.push(doc),
+                None => groups.push((day, vec![doc])),
+            }
+        }
+        let tick = self.tick.fetch_add(1, Ordering::Relaxed) + 1;
+        {
+            let writers = self.writers.read().map_err(|_| StoreError::Poisoned)?;
+            if groups.iter().all(|(d, _)| writers.open.contains_key(d)) {
+                for (day, docs) in groups {
+                    if let Some(w) = writers.open.get(&day) {
+                        self.add_docs(w, day, docs, tick)?;
+                    }
+                }
+                return Ok(n);
+            }
+        }
+        let mut writers = self.writers.write().map_err(|_| StoreError::Poisoned)?;
+        for (day, docs) in groups {
+            self.ensure_writer(&mut writers, day)?;
+            if let Some(w) = writers.open.get(&day) {
+                self.add_docs(w, day, docs, tick)?;
+            }
+        }
+        Ok(n)
+    }
+
+    fn add_docs(
+        &self,
+        w: &OpenWriter,
+        day: i64,
+        docs: Vec<EventDoc>,
+        tick: u64,
+    ) -> Result<(), StoreError> {
+        w.dirty.store(true, Ordering::Release);
+        w.last_used.store(tick, Ordering::Relaxed);
+        for doc in docs {
+            w.writer.add_document(doc).map_err(|source| StoreError::Index {
+                day: day_name(day).unwrap_or_default(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Opens a writer for `day`, first closing the least recently used one
+    /// when [`MAX_OPEN_WRITERS`] are open (committing it if it has data).
+    fn ensure_writer(&self, writers: &mut Writers, day: i64) -> Result<(), StoreError> {
+        if writers.open.contains_key(&day) {
+            return Ok(());
+        }
+        while writers.open.len() >= MAX_OPEN_WRITERS {
+            let Some(victim) = writers
+                .open
+                .iter()
+                .min_by_key(|(_, w)| w.last_used.load(Ordering::Relaxed))
+                .map(|(d, _)| *d)
+            else {
+                break;
+            };
+            if let Some(mut w) = writers.open.remove(&victim) {
+                if w.dirty.load(Ordering::Acquire) {
+                    if let Err(source) = w.writer.commit() {
+                        // Keep it: its events are still pending for the next commit.
+                        writers.open.insert(victim, w);
+                        return Err(StoreError::Index {
+                            day: day_name(victim).unwrap_or_default(),
+                            source,
+                        });
+                    }
+                    writers.pending_reload.insert(victim);
+                }
+            }
+        }
+        let index = self.day_index(day)?;
+        let writer = index
+            .index
+            .writer_with_num_threads(self.cfg.writer_threads, self.cfg.memory_per_writer_bytes())
+            .map_err(index_err(&index))?;
+        writers.open.insert(
+            day,
+            OpenWriter {
+                writer,
+                dirty: AtomicBool::new(false),
+                last_used: AtomicU64::new(0),
+                idle_commits: 0,
+            },
+        );
+        Ok(())
+    }
+
+    /// The index of `day`, created when missing.
+    fn day_index(&self, day: i64) -> Result<Arc<DayIndex>, StoreError> {
+        if let Some(d) = self
+            .days
+            .read()
+            .map_err(|_| StoreError::Poisoned)?
+            .get(&day)
+        {
+            return Ok(d.clone());
+        }
+        let mut days = self.days.write().map_err(|_| StoreError::Poisoned)?;
+        if let Some(d) = days.get(&day) {
+            return Ok(d.clone());
+        }
+        let name = day_name(day).ok_or_else(|| {
+            StoreError::Config(format!("day {day} is outside the supported calendar"))
+        })?;
+        let index = Arc::new(DayIndex::open_or_create(
+            &self.root,
+            day,
+            &name,
+            &self.schema,
+        )?);
+        days.insert(day, index.clone());
+        Ok(index)
+    }
+
+    /// Commits every day index written since the last commit and makes it
+    /// visible to searches. On a failed commit, that day's uncommitted
+    /// events are discarded (rolled back) so that the batches they came from
+    /// can be retried without doubling; the error is returned after the
+    /// other days are committed.
+    pub fn commit(&self) -> Result<(), StoreError> {
+        let mut writers = self.writers.write().map_err(|_| StoreError::Poisoned)?;
+        let mut reload = std::mem::take(&mut writers.pending_reload);
+        let mut first_err = None;
+        for (day, w) in writers.open.iter_mut() {
+            if !w.dirty.swap(false, Ordering::AcqRel) {
+                w.idle_commits = w.idle_commits.saturating_add(1);
+                continue;
+            }
+            w.idle_commits = 0;
+            match w.writer.commit() {
+                Ok(_) => {
+                    reload.insert(*day);
+                }
+                Err(source) => {
+                    if let Err(e) = w.writer.rollback() {
+                        tracing::error!(error = %e, "rollback after a failed commit failed");
+                    }
+                    first_err.get_or_insert(StoreError::Index {
+                        day: day_name(*day).unwrap_or_default(),
+                        source,
+                    });
+                }
+            }
+        }
+        let newest = writers.open.keys().max().copied();
+        writers
+            .open
+            .retain(|day, w| Some(*day) == newest || w.idle_commits == 0);
+        drop(writers);
+        let days = self.days.read().map_err(|_| StoreError::Poisoned)?;
+        for day in reload {
+            if let Some(d) = days.get(&day) {
+                d.reader.reload().map_err(index_err(d))?;
+            }
+        }
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// The day indexes overlapping `[from, to)`, newest first, with the
+    /// bounds in microseconds.
+    fn days_in_range(
+        &self,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> Result<(Vec<Arc<DayIndex>>, i64, i64), StoreError> {
+        let lo = from.map_or(i64::MIN, |t| t.timestamp_micros());
+        let hi = to.map_or(i64::MAX, |t| t.timestamp_micros());
+        let days = self.days.read().map_err(|_| StoreError::Poisoned)?;
+        let selected = days
+            .values()
+            .rev()
+            .filter(|d| lo < hi && d.start_us() < hi && d.end_us() > lo)
+            .cloned()
+            .collect();
+        Ok((selected, lo, hi))
+    }
+
+    /// `base` restricted to `[lo, hi)` within `day` (unchanged when the range
+    /// covers the whole day).
+    fn restrict(
+        compiler: &Compiler,
+        base: &dyn TantivyQuery,
+        day: &DayIndex,
+        lo: i64,
+        hi: i64,
+    ) -> Box<dyn TantivyQuery> {
+        if lo <= day.start_us() && hi >= day.end_us() {
+            return base.box_clone();
+        }
+        let lo = lo.max(day.start_us());
+        let hi = hi.min(day.end_us());
+        Box::new(BooleanQuery::new(vec![
+            (Occur::Must, base.box_clone()),
+            (Occur::Must, compiler.ts_range(lo, hi)),
+        ]))
+    }
+
+    /// Searches `[from, to)` (unbounded when `None`): `total` counts every
+    /// match, `events` holds `limit` of them after skipping `offset`, newest
+    /// first.
+    pub fn search(
+        &self,
+        q: &Query,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+        limit: usize,
+        offset: usize,
+    ) -> Result<SearchResult, StoreError> {
+        let (days, lo, hi) = self.days_in_range(from, to)?;
+        let mut compiler = Compiler::new(self.fields);
+        let base = compiler.compile(q);
+        let mut total = 0u64;
+        let mut skip = offset;
+        let mut events = Vec::new();
+        for day in &days {
+            let query = Self::restrict(&compiler, base.as_ref(), day, lo, hi);
+            let searcher = day.reader.searcher();
+            let count = if events.len() < limit {
+                let top = TopDocs::with_limit(limit - events.len())
+                    .and_offset(skip)
+                    .order_by_fast_field::<TantivyDateTime>(TS_FIELD, Order::Desc);
+                let (count, hits) = searcher
+                    .search(query.as_ref(), &(Count, top))
+                    .map_err(index_err(day))?;
+                skip = skip.saturating_sub(count);
+                for (_, addr) in hits {
+                    events.push(self.load(day, &searcher, addr)?);
+                }
+                count
+            } else {
+                searcher
+                    .search(query.as_ref(), &Count)
+                    .map_err(index_err(day))?
+            };
+            total += count as u64;
+        }
+        Ok(SearchResult { total, events })
+    }
+
+    /// Counts the matches in `[from, to)`.
+    pub fn count(
+        &self,
+        q: &Query,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+    ) -> Result<u64, StoreError> {
+        let (days, lo, hi) = self.days_in_range(from, to)?;
+        let mut compiler = Compiler::new(self.fields);
+        let base = compiler.compile(q);
+        let mut total = 0u64;
+        for day in &days {
+            let query = Self::restrict(&compiler, base.as_ref(), day, lo, hi);
+            let searcher = day.reader.searcher();
+            total += searcher
+                .search(query.as_ref(), &Count)
+                .map_err(index_err(day))? as u64;
+        }
+        Ok(total)
+    }
+
+    /// Streams every match in `[from, to)` to `sink`, newest first, until
+    /// `sink` returns `false`. Returns the number of events given to `sink`.
+    ///
+    /// Memory stays bounded: each day is cut into time windows holding at
+    /// most a page of matches (halving a window while it holds more), each
+    /// window is sorted and streamed, then dropped. Matches sharing one
+    /// microsecond beyond a page are streamed in index order.
+    pub fn export(
+        &self,
+        q: &Query,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+        sink: &mut dyn FnMut(Value) -> bool,
+    ) -> Result<u64, StoreError> {
+        let (days, lo, hi) = self.days_in_range(from, to)?;
+        let mut compiler = Compiler::new(self.fields);
+        let base = compiler.compile(q);
+        let mut sent = 0u64;
+        for day in &days {
+            let searcher = day.reader.searcher();
+            // Windows to visit; the newest is on top of the stack.
+            let mut windows = vec![(lo.max(day.start_us()), hi.min(day.end_us()))];
+            while let Some((wlo, whi)) = windows.pop() {
+                let query = Self::restrict(&compiler, base.as_ref(), day, wlo, whi);
+                let count = searcher
+                    .search(query.as_ref(), &Count)
+                    .map_err(index_err(day))?;
+                if count == 0 {
+                    continue;
+                }
+                let go_on = if count <= self.export_page_docs {
+                    let top = TopDocs::with_limit(count)
+                        .order_by_fast_field::<TantivyDateTime>(TS_FIELD, Order::Desc);
+                    let hits = searcher
+                        .search(query.as_ref(), &top)
+                        .map_err(index_err(day))?;
+                    self.emit(day, &searcher, hits.into_iter().map(|(_, a)| a), sink, &mut sent)?
+                } else if whi - wlo > 1 {
+                    let mid = wlo + (whi - wlo) / 2;
+                    windows.push((wlo, mid));
+                    windows.push((mid, whi));
+                    true
+                } else {
+                    self.stream_unsorted(day, &searcher, query.as_ref(), sink, &mut sent)?
+                };
+                if !go_on {
+                    return Ok(sent);
+                }
+            }
+        }
+        Ok(sent)
+    }
+
+    /// Loads and sends events; `false` when the sink asked to stop.
+    fn emit(
+        &self,
+        day: &DayIndex,
+        searcher: &Searcher,
+        addrs: impl Iterator<Item = DocAddress>,
+        sink: &mut dyn FnMut(Value) -> bool,
+        sent: &mut u64,
+    ) -> Result<bool, StoreError> {
+        for addr in addrs {
+            let event = self.load(day, searcher, addr)?;
+            *sent += 1;
+            if !sink(event) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Sends every match of `query` in index order, one at a time.
+    fn stream_unsorted(
+        &self,
+        day: &DayIndex,
+        searcher: &Searcher,
+        query: &dyn TantivyQuery,
+        sink: &mut dyn FnMut(Value) -> bool,
+        sent: &mut u64,
+    ) -> Result<bool, StoreError> {
+        let weight = query
+            .weight(EnableScoring::disabled_from_searcher(searcher))
+            .map_err(index_err(day))?;
+        for (ord, segment) in searcher.segment_readers().iter().enumerate() {
+            let mut scorer = weight.scorer(segment, 1.0).map_err(index_err(day))?;
+            let alive = segment.alive_bitset();
+            let mut doc = scorer.doc();
+            while doc != TERMINATED {
+                if alive.is_none_or(|a| a.is_alive(doc)) {
+                    let addr = DocAddress::new(ord as u32, doc);
+                    if !self.emit(day, searcher, std::iter::once(addr), sink, sent)? {
+                        return Ok(false);
+                    }
+                }
+                doc = scorer.advance();
+            }
+        }
+        Ok(true)
+    }
+
+    /// Reads a stored event back.
+    fn load(
+        &self,
+        day: &DayIndex,
+        searcher: &Searcher,
+        addr: DocAddress,
+    ) -> Result<Value, StoreError> {
+        let doc: TantivyDocument = searcher.doc(addr).map_err(index_err(day))?;
+        let corrupt = |message: String| StoreError::Corrupt {
+            day: day.name.clone(),
+            message,
+        };
+        let bytes = doc
+            .get_first(self.fields.src)
+            .and_then(|v| v.as_bytes())
+            .ok_or_else(|| corrupt("no source".to_owned()))?;
+        serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))
+    }
+
+    /// Deletes the day indexes older than `retention_days` before `now`'s
+    /// day (with 30, on 2026-03-31 the oldest day kept is 2026-03-01).
+    /// Returns the names of the days removed. Does nothing when
+    /// `retention_days` is 0.
+    pub fn apply_retention(&self, now: DateTime<Utc>) -> Result<Vec<String>, StoreError> {
+        if self.cfg.retention_days == 0 {
+            return Ok(Vec::new());
+        }
+        let cutoff = day_of(now.timestamp_micros()) - i64::from(self.cfg.retention_days);
+        let mut writers = self.writers.write().map_err(|_| StoreError::Poisoned)?;
+        let mut days = self.days.write().map_err(|_| StoreError::Poisoned)?;
+        let victims: Vec<i64> = days.range(..cutoff).map(|(d, _)| *d).collect();
+        let mut removed = Vec::with_capacity(victims.len());
+        for day in victims {
+            // Uncommitted events of an expired day go with it.
+            writers.open.remove(&day);
+            writers.pending_reload.remove(&day);
+            if let Some(index) = days.remove(&day) {
+                std::fs::remove_dir_all(&index.path).map_err(|source| StoreError::Io {
+                    path: index.path.clone(),
+                    source,
+                })?;
+                removed.push(index.name.clone());
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Names (`YYYY-MM-DD`) of the day indexes, oldest first.
+    pub fn days(&self) -> Vec<String> {
+        match self.days.read() {
+            Ok(days) => days.values().map(|d| d.name.clone()).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Days, committed events and bytes on disk.
+    pub fn stats(&self) -> StoreStats {
+        let Ok(days) = self.days.read() else {
+            return StoreStats::default();
+        };
+        let mut stats = StoreStats {
+            days: days.len(),
+            ..StoreStats::default()
+        };
+        for d in days.values() {
+            stats.docs += d.reader.searcher().num_docs();
+            stats.bytes += d.disk_bytes();
+        }
+        stats
+    }
+
+    /// The directory holding the day indexes.
+    pub fn dir(&self) -> &Path {
+        &self.root
+    }
+}
+
+/// The event's time in microseconds: `@timestamp`, else `event.ingested`
+/// (nested or dotted key), when RFC 3339 and within years 0–9999.
+fn event_time_us(event: &Map<String, Value>) -> Option<i64> {
+    let ingested = || {
+        event
+            .get("event")
+            .and_then(|e| e.get("ingested"))
+            .or_else(|| event.get("event.ingested"))
+    };
+    [event.get("@timestamp"), ingested()]
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .filter_map(|s| DateTime::parse_from_rfc3339(s).ok())
+        .map(|t| t.timestamp_micros())
+        .find(|us| day_name(day_of(*us)).is_some())
+}

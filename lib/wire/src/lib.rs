@@ -4,3 +4,10 @@
 //! the PKI / mTLS helpers both sides use.
 
 pub mod pki;
+pub mod batch;
+pub mod compress;
+pub mod enroll;
+
+pub use batch::{Ack, BatchId, BatchIdError, ErrorBody, ErrorDetail, BATCH_HEADER};
+pub use compress::{gunzip_capped, gzip, DecompressError};
+pub use enroll::{EnrollRequest, EnrollResponse};

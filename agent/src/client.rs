@@ -1,0 +1,135 @@
+//! The agent's HTTPS client: hyper over rustls, keep-alive, trusting only the
+//! collector's CA, with the agent's client certificate once enrolled.
+//! Response bodies are read with a cap.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use vigie_wire::pki;
+
+/// Largest response body the agent reads.
+const MAX_RESPONSE_BYTES: usize = 4 << 20;
+
+/// Why a request failed before an HTTP answer came back.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("TLS setup: {0}")]
+    Tls(#[from] pki::PkiError),
+    #[error("bad collector URL {0:?}")]
+    Url(String),
+    #[error("request to the collector failed: {0}")]
+    Request(String),
+    #[error("request timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("reading the answer failed: {0}")]
+    Body(String),
+}
+
+/// An HTTP answer.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+/// A client bound to one collector.
+#[derive(Clone)]
+pub struct CollectorClient {
+    base: String,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    timeout: Duration,
+}
+
+impl CollectorClient {
+    /// A client for `base_url` trusting only `ca_pem`, presenting `identity`
+    /// (cert PEM, key PEM) when given.
+    pub fn new(
+        base_url: &str,
+        ca_pem: &str,
+        identity: Option<(&str, &str)>,
+        timeout: Duration,
+    ) -> Result<Self, ClientError> {
+        let base = base_url.trim_end_matches('/').to_owned();
+        base.parse::<Uri>()
+            .map_err(|_| ClientError::Url(base_url.to_owned()))?;
+        let mut tls = pki::client_tls_config(ca_pem, identity)?;
+        // hyper-rustls sets ALPN itself (http/1.1) and refuses a preset list.
+        tls.alpn_protocols.clear();
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(Duration::from_secs(10)));
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_only()
+            .enable_http1()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(16)
+            .build(connector);
+        Ok(Self {
+            base,
+            client,
+            timeout,
+        })
+    }
+
+    /// Sends a request to `path` (e.g. `/v1/batches`).
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Bytes,
+    ) -> Result<Answer, ClientError> {
+        let uri = format!("{}{}", self.base, path);
+        let mut req = Request::builder().method(method).uri(&uri);
+        for (k, v) in headers {
+            req = req.header(*k, v);
+        }
+        let req = req
+            .body(Full::new(body))
+            .map_err(|e| ClientError::Request(e.to_string()))?;
+        let fut = async {
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .map_err(|e| ClientError::Request(error_chain(&e)))?;
+            let (parts, body) = resp.into_parts();
+            let body = Limited::new(body, MAX_RESPONSE_BYTES)
+                .collect()
+                .await
+                .map_err(|e| ClientError::Body(e.to_string()))?
+                .to_bytes();
+            Ok(Answer {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+            })
+        };
+        tokio::time::timeout(self.timeout, fut)
+            .await
+            .map_err(|_| ClientError::Timeout(self.timeout))?
+    }
+}
+
+/// The error with its sources, on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

@@ -1,0 +1,410 @@
+//! `agent.toml`: the agent's configuration.
+//!
+//! Parsed strictly (`deny_unknown_fields` everywhere), then validated into
+//! [`AgentConfig`]. A source's type-specific keys are read by the source's own
+//! options struct (file: `FileSourceOptions`, journald: `JournaldOptions`),
+//! which also refuses unknown keys. Every error names the file, the line and
+//! the key, and says what would be valid.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::Deserialize;
+use vigie_parse::Codec;
+
+use crate::sources::file::FileSourceOptions;
+use crate::sources::journald::JournaldOptions;
+
+/// The whole configuration.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// Where the key, the certificate, checkpoints and state live.
+    pub data_dir: PathBuf,
+    /// `host.name` of events that do not carry one (default: this machine's hostname).
+    pub host_name: String,
+    pub collector: CollectorSection,
+    pub batch: BatchSection,
+    pub sources: Vec<SourceConfig>,
+}
+
+/// `[collector]`: where to ship.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorSection {
+    /// The collector's URL, e.g. `https://collector.example:8443`.
+    pub url: String,
+    /// The CA certificate of the collector (the only one the agent trusts).
+    pub ca_file: PathBuf,
+    /// Time allowed for one batch request, in seconds.
+    #[serde(default = "default_request_timeout_secs")]
+    pub request_timeout_secs: u64,
+    /// First retry delay after a failed send, in milliseconds (doubles up to `max_backoff_secs`, with jitter).
+    #[serde(default = "default_initial_backoff_ms")]
+    pub initial_backoff_ms: u64,
+    /// Longest retry delay, in seconds.
+    #[serde(default = "default_max_backoff_secs")]
+    pub max_backoff_secs: u64,
+}
+
+/// `[batch]`: how events are grouped before shipping.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchSection {
+    /// Most events in one batch.
+    #[serde(default = "default_max_events")]
+    pub max_events: usize,
+    /// Most bytes (NDJSON, before compression) in one batch.
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: usize,
+    /// Longest a non-empty batch waits for more events, in milliseconds.
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Gzip level, 1 (fast) to 9 (small).
+    #[serde(default = "default_compression_level")]
+    pub compression_level: u32,
+    /// Batches sent concurrently (acknowledged out of order, checkpoints still advance in order).
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+}
+
+impl Default for BatchSection {
+    fn default() -> Self {
+        Self {
+            max_events: default_max_events(),
+            max_bytes: default_max_bytes(),
+            timeout_ms: default_timeout_ms(),
+            compression_level: default_compression_level(),
+            max_in_flight: default_max_in_flight(),
+        }
+    }
+}
+
+fn default_request_timeout_secs() -> u64 {
+    30
+}
+fn default_initial_backoff_ms() -> u64 {
+    500
+}
+fn default_max_backoff_secs() -> u64 {
+    60
+}
+fn default_max_events() -> usize {
+    5000
+}
+fn default_max_bytes() -> usize {
+    4 << 20
+}
+fn default_timeout_ms() -> u64 {
+    1000
+}
+fn default_compression_level() -> u32 {
+    1
+}
+fn default_max_in_flight() -> usize {
+    4
+}
+
+/// One `[[sources]]` entry, validated.
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    /// Unique name; it is also `vigie.source` on events and part of checkpoint keys.
+    pub name: String,
+    /// `event.dataset` given to events that the codec did not classify (default: the name).
+    pub dataset: String,
+    /// How lines are decoded.
+    pub codec: Codec,
+    pub kind: SourceKind,
+}
+
+/// The type-specific part of a source.
+#[derive(Debug, Clone)]
+pub enum SourceKind {
+    File(FileSourceOptions),
+    Journald(JournaldOptions),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    data_dir: PathBuf,
+    #[serde(default)]
+    host_name: Option<String>,
+    collector: CollectorSection,
+    #[serde(default)]
+    batch: BatchSection,
+    #[serde(default)]
+    sources: Vec<toml::Table>,
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {message}")]
+    At {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl AgentConfig {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<AgentConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Validates configuration text; `path` is used in messages and to resolve
+    /// relative paths.
+    pub fn parse(text: &str, path: &Path) -> Result<AgentConfig, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::At {
+            path: path.to_owned(),
+            line: line_of(text, e.span().map(|s| s.start)),
+            message: e.message().to_owned(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        };
+        let mut collector = raw.collector;
+        if !collector.url.starts_with("https://") {
+            return Err(invalid(format!(
+                "collector.url must be an https:// URL, got {:?}",
+                collector.url
+            )));
+        }
+        if collector.ca_file.is_relative() {
+            collector.ca_file = base.join(&collector.ca_file);
+        }
+        let b = &raw.batch;
+        if b.max_events == 0 || b.max_bytes < 1024 || b.timeout_ms == 0 {
+            return Err(invalid(
+                "batch.max_events and batch.timeout_ms must be > 0, batch.max_bytes >= 1024".into(),
+            ));
+        }
+        if !(1..=9).contains(&b.compression_level) {
+            return Err(invalid("batch.compression_level must be between 1 and 9".into()));
+        }
+        if !(1..=64).contains(&b.max_in_flight) {
+            return Err(invalid("batch.max_in_flight must be between 1 and 64".into()));
+        }
+        let mut sources: Vec<SourceConfig> = Vec::new();
+        for (i, table) in raw.sources.into_iter().enumerate() {
+            let s = parse_source(i, table).map_err(|message| ConfigError::At {
+                path: path.to_owned(),
+                line: source_line(text, i, &message),
+                message,
+            })?;
+            if sources.iter().any(|o| o.name == s.name) {
+                return Err(invalid(format!("two sources are named {:?}; names must be unique", s.name)));
+            }
+            sources.push(s);
+        }
+        let data_dir = if raw.data_dir.is_relative() {
+            base.join(&raw.data_dir)
+        } else {
+            raw.data_dir
+        };
+        Ok(AgentConfig {
+            data_dir,
+            host_name: raw
+                .host_name
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(system_hostname),
+            collector,
+            batch: raw.batch,
+            sources,
+        })
+    }
+}
+
+fn parse_source(i: usize, mut table: toml::Table) -> Result<SourceConfig, String> {
+    let at = |key: &str| format!("sources[{i}].{key}");
+    let take_str = |table: &mut toml::Table, key: &str| -> Result<Option<String>, String> {
+        match table.remove(key) {
+            None => Ok(None),
+            Some(toml::Value::String(s)) => Ok(Some(s)),
+            Some(other) => Err(format!("{}: expected a string, found {}", at(key), other.type_str())),
+        }
+    };
+    let name = take_str(&mut table, "name")?.ok_or_else(|| format!("{}: missing (every source needs a unique name)", at("name")))?;
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) {
+        return Err(format!("{}: {name:?} must be non-empty and use only letters, digits, '_', '-', '.'", at("name")));
+    }
+    let kind = take_str(&mut table, "type")?.ok_or_else(|| format!("{}: missing (\"file\" or \"journald\")", at("type")))?;
+    let format = take_str(&mut table, "format")?;
+    let dataset = take_str(&mut table, "dataset")?.unwrap_or_else(|| name.clone());
+    let codec = match &format {
+        Some(f) => Codec::from_str(f).map_err(|e| format!("{}: {e}", at("format")))?,
+        None if kind == "journald" => Codec::Plain,
+        None => return Err(format!("{}: missing (json, syslog or plain)", at("format"))),
+    };
+    let kind = match kind.as_str() {
+        "file" => {
+            let opts: FileSourceOptions = toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| format!("sources[{i}] ({name}): {}", e.message()))?;
+            opts.validate().map_err(|e| format!("sources[{i}] ({name}): {e}"))?;
+            SourceKind::File(opts)
+        }
+        "journald" => {
+            let opts: JournaldOptions = toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| format!("sources[{i}] ({name}): {}", e.message()))?;
+            SourceKind::Journald(opts)
+        }
+        other => return Err(format!("{}: unknown source type {other:?} (use \"file\" or \"journald\")", at("type"))),
+    };
+    Ok(SourceConfig {
+        name,
+        dataset,
+        codec,
+        kind,
+    })
+}
+
+/// The line of the key an error message names within the `i`-th `[[sources]]`
+/// entry, else the line of that entry's header.
+fn source_line(text: &str, i: usize, message: &str) -> usize {
+    let headers: Vec<usize> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.trim_start().starts_with("[[sources]]"))
+        .map(|(n, _)| n)
+        .collect();
+    let Some(&start) = headers.get(i) else {
+        return 0;
+    };
+    let end = headers.get(i + 1).copied().unwrap_or(usize::MAX);
+    let key = message
+        .split('`')
+        .nth(1)
+        .or_else(|| message.split_once('.').and_then(|(_, r)| r.split(':').next()))
+        .unwrap_or("");
+    if !key.is_empty() {
+        for (n, l) in text.lines().enumerate().skip(start).take(end.saturating_sub(start)) {
+            let t = l.trim_start();
+            if t.starts_with(key) && t[key.len()..].trim_start().starts_with('=') {
+                return n + 1;
+            }
+        }
+    }
+    start + 1
+}
+
+/// The 1-based line of a byte offset.
+pub fn line_of(text: &str, offset: Option<usize>) -> usize {
+    match offset {
+        Some(o) => text.as_bytes()[..o.min(text.len())]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count()
+            + 1,
+        None => 0,
+    }
+}
+
+/// This machine's hostname, or "localhost".
+pub fn system_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+data_dir = "/var/lib/vigie-agent"
+
+[collector]
+url = "https://collector.example:8443"
+ca_file = "/etc/vigie-agent/ca.pem"
+
+[[sources]]
+name = "auth"
+type = "file"
+include = ["/var/log/auth.log*"]
+exclude = ["*.gz"]
+format = "syslog"
+read_from = "beginning"
+
+[[sources]]
+name = "journal"
+type = "journald"
+"#;
+
+    fn parse(text: &str) -> Result<AgentConfig, ConfigError> {
+        AgentConfig::parse(text, Path::new("/etc/vigie-agent/agent.toml"))
+    }
+
+    #[test]
+    fn the_documented_shape_loads() {
+        let cfg = parse(GOOD).unwrap();
+        assert_eq!(cfg.sources.len(), 2);
+        assert_eq!(cfg.sources[0].codec, Codec::Syslog);
+        assert_eq!(cfg.sources[0].dataset, "auth");
+        assert!(matches!(cfg.sources[1].kind, SourceKind::Journald(_)));
+        assert_eq!(cfg.batch.max_events, 5000);
+    }
+
+    #[test]
+    fn unknown_top_level_key_names_line_and_key() {
+        let text = GOOD.replace("[collector]", "colector_url = 1\n[collector]");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("agent.toml:4:"), "{err}");
+        assert!(err.contains("colector_url"), "{err}");
+    }
+
+    #[test]
+    fn unknown_source_key_names_line_and_key() {
+        let text = GOOD.replace("read_from = \"beginning\"", "read_fom = \"beginning\"");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("read_fom"), "{err}");
+        assert!(err.contains("agent.toml:14:"), "{err}");
+    }
+
+    #[test]
+    fn unknown_format_lists_valid_ones() {
+        let text = GOOD.replace("format = \"syslog\"", "format = \"sislog\"");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("sources[0].format"), "{err}");
+        assert!(err.contains("agent.toml:13:"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_type_is_reported() {
+        let text = GOOD.replace("url = \"https://collector.example:8443\"", "url = 8443");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("agent.toml:5:"), "{err}");
+    }
+
+    #[test]
+    fn plain_http_is_refused() {
+        let text = GOOD.replace("https://", "http://");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("https://"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_names_are_refused() {
+        let text = GOOD.replace("name = \"journal\"", "name = \"auth\"");
+        assert!(parse(&text).unwrap_err().to_string().contains("unique"));
+    }
+}

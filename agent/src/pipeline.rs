@@ -1,0 +1,307 @@
+//! From raw records to sealed batches, and from acknowledgements to
+//! checkpoints.
+//!
+//! [`Normalizer`] decodes a raw line with its source's codec and adds what
+//! the agent knows (host, file path and offset, source name, dataset).
+//! [`BatchBuilder`] appends events as NDJSON and seals a batch when it reaches
+//! `max_events` or `max_bytes`, or `timeout_ms` after its first event. A
+//! sealed batch carries the positions it covers (per file: the end offset of
+//! its last line; per journald source: its last cursor).
+//!
+//! [`CheckpointTracker`] applies those positions only once the batch is
+//! acknowledged, and only in sequence order: with several batches in flight,
+//! batch 7's positions are not applied before batch 6 is acknowledged, so a
+//! crash never skips lines.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+
+use chrono::{Offset, Utc};
+use serde_json::Value;
+use vigie_event::{fields, flags, Event};
+use vigie_parse::{Codec, Context};
+
+use crate::checkpoint::Checkpoints;
+use crate::config::BatchSection;
+use crate::sources::file::RawLine;
+
+/// A position a batch covers, applied to the checkpoints once acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Position {
+    File {
+        source: Arc<str>,
+        fingerprint: u64,
+        path: Arc<Path>,
+        offset: u64,
+    },
+    Journal {
+        source: Arc<str>,
+        cursor: String,
+    },
+}
+
+/// How a source's lines become events.
+#[derive(Debug, Clone)]
+pub struct SourceInfo {
+    pub codec: Codec,
+    pub dataset: String,
+}
+
+/// Turns raw records into ECS events.
+pub struct Normalizer {
+    host_name: String,
+    sources: HashMap<Arc<str>, SourceInfo>,
+    version: &'static str,
+}
+
+impl Normalizer {
+    pub fn new(host_name: String, sources: HashMap<Arc<str>, SourceInfo>) -> Self {
+        Self {
+            host_name,
+            sources,
+            version: env!("CARGO_PKG_VERSION"),
+        }
+    }
+
+    /// A decoding context for lines read now.
+    pub fn context(&self) -> Context {
+        let mut ctx = Context::new(Utc::now());
+        ctx.host_name = Some(self.host_name.clone());
+        ctx.local_offset = chrono::Local::now().offset().fix();
+        ctx
+    }
+
+    /// Decodes one line of a file source.
+    pub fn file_line(&self, line: &RawLine, ctx: &Context) -> Event {
+        let info = self.sources.get(&line.source);
+        let codec = info.map_or(Codec::Plain, |i| i.codec);
+        let mut ev = vigie_parse::decode(codec, &line.bytes, line.truncated, ctx);
+        ev.set(fields::LOG_FILE_PATH, line.path.to_string_lossy().as_ref());
+        ev.set(fields::LOG_OFFSET, line.offset);
+        if line.lines_joined > 1 {
+            ev.add_flag(flags::MULTILINE);
+        }
+        self.finish(&mut ev, &line.source, info);
+        ev
+    }
+
+    /// Completes an event from a journald source.
+    pub fn journal_event(&self, source: &Arc<str>, mut ev: Event) -> Event {
+        let info = self.sources.get(source);
+        self.finish(&mut ev, source, info);
+        ev
+    }
+
+    fn finish(&self, ev: &mut Event, source: &str, info: Option<&SourceInfo>) {
+        ev.set_default(fields::HOST_NAME, self.host_name.as_str());
+        ev.set(fields::VIGIE_SOURCE, source);
+        if let Some(info) = info {
+            ev.set_default(fields::EVENT_DATASET, info.dataset.as_str());
+        }
+        ev.set_default(fields::EVENT_KIND, "event");
+        ev.set(fields::AGENT_TYPE, "vigie");
+        ev.set(fields::AGENT_VERSION, self.version);
+        ev.set(fields::AGENT_NAME, self.host_name.as_str());
+    }
+}
+
+/// A batch ready to ship.
+#[derive(Debug)]
+pub struct SealedBatch {
+    pub sequence: u64,
+    /// NDJSON, uncompressed.
+    pub body: Vec<u8>,
+    pub events: usize,
+    pub positions: Vec<Position>,
+}
+
+/// Accumulates events into the next batch.
+pub struct BatchBuilder {
+    cfg: BatchSection,
+    next_sequence: u64,
+    body: Vec<u8>,
+    events: usize,
+    positions: HashMap<(Arc<str>, Option<u64>), Position>,
+    opened: Option<tokio::time::Instant>,
+}
+
+impl BatchBuilder {
+    pub fn new(cfg: BatchSection, first_sequence: u64) -> Self {
+        Self {
+            body: Vec::with_capacity(cfg.max_bytes.min(1 << 20)),
+            cfg,
+            next_sequence: first_sequence,
+            events: 0,
+            positions: HashMap::new(),
+            opened: None,
+        }
+    }
+
+    /// Appends one event; returns a sealed batch when this one is full.
+    pub fn push(&mut self, ev: &Event, pos: Position) -> Option<SealedBatch> {
+        if serde_json::to_writer(&mut self.body, ev.as_map()).is_err() {
+            // A map of JSON values always serializes; keep the position anyway.
+            self.body.extend_from_slice(b"{}");
+        }
+        self.body.push(b'\n');
+        self.events += 1;
+        let key = match &pos {
+            Position::File {
+                source,
+                fingerprint,
+                ..
+            } => (source.clone(), Some(*fingerprint)),
+            Position::Journal { source, .. } => (source.clone(), None),
+        };
+        self.positions.insert(key, pos);
+        self.opened.get_or_insert_with(tokio::time::Instant::now);
+        if self.events >= self.cfg.max_events || self.body.len() >= self.cfg.max_bytes {
+            return self.seal();
+        }
+        None
+    }
+
+    /// When the open batch must be sealed even if not full.
+    pub fn deadline(&self) -> Option<tokio::time::Instant> {
+        self.opened
+            .map(|t| t + std::time::Duration::from_millis(self.cfg.timeout_ms))
+    }
+
+    /// Seals the open batch, if it holds anything.
+    pub fn seal(&mut self) -> Option<SealedBatch> {
+        if self.events == 0 {
+            return None;
+        }
+        let sequence = self.next_sequence;
+        self.next_sequence += 1;
+        self.opened = None;
+        let cap = self.cfg.max_bytes.min(1 << 20);
+        Some(SealedBatch {
+            sequence,
+            body: std::mem::replace(&mut self.body, Vec::with_capacity(cap)),
+            events: std::mem::take(&mut self.events),
+            positions: self.positions.drain().map(|(_, p)| p).collect(),
+        })
+    }
+}
+
+/// Applies acknowledged positions in sequence order.
+pub struct CheckpointTracker {
+    next: u64,
+    done: BTreeMap<u64, Vec<Position>>,
+}
+
+impl CheckpointTracker {
+    pub fn new(first_sequence: u64) -> Self {
+        Self {
+            next: first_sequence,
+            done: BTreeMap::new(),
+        }
+    }
+
+    /// Records that batch `sequence` is acknowledged; applies every position
+    /// that is now in order. Returns whether `cp` changed.
+    pub fn acked(&mut self, sequence: u64, positions: Vec<Position>, cp: &mut Checkpoints) -> bool {
+        self.done.insert(sequence, positions);
+        let mut changed = false;
+        let now = Utc::now().timestamp();
+        while let Some(positions) = self.done.remove(&self.next) {
+            for p in positions {
+                apply(cp, p, now);
+                changed = true;
+            }
+            self.next += 1;
+        }
+        changed
+    }
+
+    /// Batches acknowledged but waiting for an earlier one.
+    pub fn waiting(&self) -> usize {
+        self.done.len()
+    }
+}
+
+fn apply(cp: &mut Checkpoints, p: Position, now: i64) {
+    match p {
+        Position::File {
+            source,
+            fingerprint,
+            path,
+            offset,
+        } => {
+            let prev = cp.file_offset(&source, fingerprint).unwrap_or(0);
+            if offset >= prev {
+                cp.record_file(&source, fingerprint, &path, offset, now);
+            }
+        }
+        Position::Journal { source, cursor } => {
+            cp.journald.insert(source.to_string(), cursor);
+        }
+    }
+}
+
+/// The `message` of an event, for logs.
+pub fn message_of(ev: &Event) -> Option<&str> {
+    ev.get(fields::MESSAGE).and_then(Value::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file_pos(fp: u64, offset: u64) -> Position {
+        Position::File {
+            source: Arc::from("auth"),
+            fingerprint: fp,
+            path: Arc::from(Path::new("/var/log/auth.log")),
+            offset,
+        }
+    }
+
+    #[test]
+    fn batches_seal_by_count_and_keep_last_position_per_file() {
+        let cfg = BatchSection {
+            max_events: 3,
+            ..BatchSection::default()
+        };
+        let mut b = BatchBuilder::new(cfg, 10);
+        let ev = Event::new();
+        assert!(b.push(&ev, file_pos(1, 10)).is_none());
+        assert!(b.push(&ev, file_pos(1, 20)).is_none());
+        let sealed = b.push(&ev, file_pos(2, 5)).expect("full at 3");
+        assert_eq!(sealed.sequence, 10);
+        assert_eq!(sealed.events, 3);
+        assert_eq!(sealed.body.iter().filter(|c| **c == b'\n').count(), 3);
+        let mut pos = sealed.positions.clone();
+        pos.sort_by_key(|p| match p {
+            Position::File { fingerprint, .. } => *fingerprint,
+            Position::Journal { .. } => 0,
+        });
+        assert_eq!(pos, vec![file_pos(1, 20), file_pos(2, 5)]);
+        assert!(b.seal().is_none(), "nothing left to seal");
+    }
+
+    #[test]
+    fn checkpoints_advance_only_in_order() {
+        let mut cp = Checkpoints::default();
+        let mut t = CheckpointTracker::new(0);
+        assert!(!t.acked(1, vec![file_pos(1, 200)], &mut cp));
+        assert_eq!(cp.file_offset("auth", 1), None, "batch 1 waits for batch 0");
+        assert!(t.acked(0, vec![file_pos(1, 100)], &mut cp));
+        assert_eq!(cp.file_offset("auth", 1), Some(200));
+        assert_eq!(t.waiting(), 0);
+    }
+
+    #[test]
+    fn journal_cursor_is_recorded() {
+        let mut cp = Checkpoints::default();
+        let mut t = CheckpointTracker::new(5);
+        let p = Position::Journal {
+            source: Arc::from("journal"),
+            cursor: "s=abc".into(),
+        };
+        assert!(t.acked(5, vec![p], &mut cp));
+        assert_eq!(cp.journald.get("journal").map(String::as_str), Some("s=abc"));
+    }
+}

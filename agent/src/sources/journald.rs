@@ -1,1 +1,0 @@
-//! journald source (being written).

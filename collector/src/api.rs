@@ -1,0 +1,525 @@
+//! The collector's HTTP routes.
+//!
+//! - `/v1/*` is the agents' side: enrollment (token + CSR) and batches
+//!   (client certificate required).
+//! - `/api/v1/*` is the people's side: `Authorization: Bearer <token>` on
+//!   every route but `/api/v1/health`.
+//! - `/metrics` is the Prometheus text format.
+//!
+//! Errors are `{"error":{"code":"…","message":"…"}}` with a fitting status.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use vigie_wire::pki::{self, CertifiedKey};
+use vigie_wire::{Ack, BatchId, EnrollRequest, EnrollResponse, BATCH_HEADER};
+
+use crate::config::CollectorConfig;
+use crate::db::{Db, DbError};
+use crate::ingest::{decode_batch, BatchError, IndexOutcome, Indexer};
+use crate::listener::Peer;
+use crate::metrics::{add, Metrics};
+use crate::store::{parse_query, Store};
+
+/// Everything the handlers share.
+pub struct AppState {
+    pub cfg: CollectorConfig,
+    pub db: Arc<Db>,
+    pub store: Arc<Store>,
+    pub indexer: Indexer,
+    pub metrics: Arc<Metrics>,
+    pub ca: CertifiedKey,
+    pub started: Instant,
+}
+
+type Shared = State<Arc<AppState>>;
+
+/// Most events a search page returns.
+pub const MAX_LIMIT: usize = 10_000;
+
+/// The router with every route.
+pub fn router(state: Arc<AppState>) -> Router {
+    let body_limit = state.cfg.ingest.max_body_bytes;
+    let api = Router::new()
+        .route("/events", get(search_events))
+        .route("/events/export", get(export_events))
+        .route("/agents", get(list_agents))
+        .route("/agents/{id}", get(get_agent))
+        .route("/dead-letters", get(dead_letters))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .route("/health", get(health));
+    Router::new()
+        .route("/v1/enroll", post(enroll))
+        .route("/v1/batches", post(post_batch))
+        .route("/metrics", get(metrics))
+        .nest("/api/v1", api)
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+/// An error answer.
+pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    let body = json!({"error": {"code": code, "message": message.into()}});
+    (status, Json(body)).into_response()
+}
+
+async fn require_token(State(st): Shared, req: Request, next: Next) -> Response {
+    add(&st.metrics.api_requests, 1);
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let Some(token) = token else {
+        add(&st.metrics.api_unauthorized, 1);
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing 'Authorization: Bearer <token>' (the admin token is in DATA_DIR/admin.token)",
+        );
+    };
+    match st.db.check_api_token(token) {
+        Ok(Some(_)) => next.run(req).await,
+        Ok(None) => {
+            add(&st.metrics.api_unauthorized, 1);
+            error(StatusCode::UNAUTHORIZED, "unauthorized", "unknown API token")
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+async fn health(State(st): Shared) -> Response {
+    Json(json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_secs": st.started.elapsed().as_secs(),
+    }))
+    .into_response()
+}
+
+async fn metrics(State(st): Shared) -> Response {
+    let stats = st.store.stats();
+    let agents = st.db.agents().map(|a| a.len()).unwrap_or(0);
+    let text = st.metrics.render(&[
+        ("vigie_agents", "Enrolled agents", agents as f64),
+        ("vigie_store_days", "Day indexes on disk", stats.days as f64),
+        ("vigie_store_docs", "Events stored (committed)", stats.docs as f64),
+        ("vigie_store_bytes", "Bytes of the event indexes on disk", stats.bytes as f64),
+    ]);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+async fn enroll(State(st): Shared, body: Bytes) -> Response {
+    let req: EnrollRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            add(&st.metrics.enrollments_refused, 1);
+            return error(StatusCode::BAD_REQUEST, "bad_request", format!("enrollment request: {e}"));
+        }
+    };
+    let now = Utc::now();
+    let group = match st.db.consume_enrollment_token(&req.token, now) {
+        Ok(g) => g,
+        Err(e) => {
+            add(&st.metrics.enrollments_refused, 1);
+            tracing::warn!(hostname = %req.hostname, reason = %e, "enrollment refused");
+            let (code, msg) = match e {
+                DbError::TokenUnknown => ("invalid_token", "unknown enrollment token"),
+                DbError::TokenExpired => ("token_expired", "enrollment token has expired"),
+                DbError::TokenExhausted => (
+                    "token_exhausted",
+                    "enrollment token has no uses left",
+                ),
+                other => {
+                    return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", other.to_string())
+                }
+            };
+            return error(StatusCode::UNAUTHORIZED, code, msg);
+        }
+    };
+    let agent_id = new_agent_id();
+    let days = st.cfg.enrollment.cert_validity_days;
+    let signed = match pki::sign_csr(&st.ca, &req.csr_pem, &agent_id, days) {
+        Ok(s) => s,
+        Err(e) => {
+            add(&st.metrics.enrollments_refused, 1);
+            return error(StatusCode::BAD_REQUEST, "bad_csr", e.to_string());
+        }
+    };
+    let hostname: String = req.hostname.chars().take(255).collect();
+    if let Err(e) = st.db.register_agent(
+        &agent_id,
+        &hostname,
+        &group,
+        &signed.serial_hex,
+        signed.not_after,
+        now,
+    ) {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string());
+    }
+    add(&st.metrics.enrollments, 1);
+    tracing::info!(agent = %agent_id, hostname = %hostname, group = %group, "agent enrolled");
+    Json(EnrollResponse {
+        agent_id,
+        cert_pem: signed.cert_pem,
+        ca_pem: st.ca.cert_pem.clone(),
+        not_after: signed.not_after.to_rfc3339(),
+        group,
+    })
+    .into_response()
+}
+
+fn new_agent_id() -> String {
+    let bytes: [u8; 8] = rand::random();
+    format!("agt_{}", hex::encode(bytes))
+}
+
+async fn post_batch(
+    State(st): Shared,
+    Extension(peer): Extension<Peer>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    add(&st.metrics.batches_received, 1);
+    add(&st.metrics.bytes_received, body.len() as u64);
+    let Some(cert) = peer.cert_der else {
+        add(&st.metrics.batches_rejected, 1);
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "client_certificate_required",
+            "batches need the agent's client certificate (enroll the agent first)",
+        );
+    };
+    let (agent_id, serial) = match pki::agent_identity(&cert) {
+        Ok(id) => id,
+        Err(e) => return error(StatusCode::UNAUTHORIZED, "bad_certificate", e.to_string()),
+    };
+    match st.db.agent(&agent_id) {
+        Ok(Some(a)) if !a.revoked && !st.db.is_serial_revoked(&serial).unwrap_or(true) => {}
+        Ok(Some(_)) => {
+            return error(StatusCode::FORBIDDEN, "revoked", "this agent has been revoked")
+        }
+        Ok(None) => {
+            return error(StatusCode::FORBIDDEN, "unknown_agent", "this agent is not enrolled here")
+        }
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+    let batch = match headers
+        .get(BATCH_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(BatchId::parse)
+    {
+        Some(Ok(b)) => b,
+        Some(Err(e)) => {
+            add(&st.metrics.batches_rejected, 1);
+            return error(StatusCode::BAD_REQUEST, "bad_batch_id", e.to_string());
+        }
+        None => {
+            add(&st.metrics.batches_rejected, 1);
+            return error(StatusCode::BAD_REQUEST, "bad_batch_id", "missing Vigie-Batch header");
+        }
+    };
+    let gzip = match headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()) {
+        None | Some("identity") => false,
+        Some("gzip") => true,
+        Some(other) => {
+            add(&st.metrics.batches_rejected, 1);
+            return error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_encoding",
+                format!("Content-Encoding {other:?} is not supported (use gzip)"),
+            );
+        }
+    };
+    let version = headers
+        .get(vigie_wire::batch::AGENT_VERSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let st2 = st.clone();
+    let aid = agent_id.clone();
+    let decoded = tokio::task::spawn_blocking(move || {
+        decode_batch(&body, gzip, &st2.cfg.ingest, &aid, Utc::now())
+    })
+    .await;
+    let decoded = match decoded {
+        Ok(Ok(d)) => d,
+        Ok(Err(e)) => {
+            add(&st.metrics.batches_rejected, 1);
+            tracing::warn!(agent = %agent_id, batch = %batch.header_value(), error = %e, "batch refused");
+            let status = match e {
+                BatchError::Decompress(vigie_wire::DecompressError::Corrupt(_)) => {
+                    StatusCode::BAD_REQUEST
+                }
+                _ => StatusCode::PAYLOAD_TOO_LARGE,
+            };
+            return error(status, "bad_batch", e.to_string());
+        }
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    };
+    add(&st.metrics.bytes_decompressed, decoded.decompressed_bytes as u64);
+    let _ = st.db.touch_agent(&agent_id, Utc::now(), version.as_deref(), None);
+    let rejected = decoded.rejected;
+    let outcome = st
+        .indexer
+        .submit(agent_id.clone(), batch.clone(), decoded.events)
+        .await;
+    match outcome {
+        Ok(IndexOutcome::Duplicate) => Json(Ack {
+            accepted: None,
+            duplicate: true,
+            rejected_lines: vec![],
+        })
+        .into_response(),
+        Ok(IndexOutcome::Stored(n)) if rejected.is_empty() => Json(Ack {
+            accepted: Some(n),
+            duplicate: false,
+            rejected_lines: vec![],
+        })
+        .into_response(),
+        Ok(IndexOutcome::Stored(n)) => {
+            add(&st.metrics.events_rejected, rejected.len() as u64);
+            let lines: Vec<usize> = rejected.iter().map(|r| r.0).collect();
+            tracing::warn!(agent = %agent_id, batch = %batch.header_value(), rejected = lines.len(), "lines rejected to the dead-letter store");
+            let _ = st.db.add_dead_letters(
+                &agent_id,
+                &batch.stream,
+                batch.sequence,
+                &rejected,
+                Utc::now(),
+            );
+            let body = json!({
+                "error": {"code": "invalid_lines", "message": format!("{} line(s) are not JSON objects; the other lines were stored", lines.len())},
+                "accepted": n,
+                "duplicate": false,
+                "rejected_lines": lines,
+            });
+            (StatusCode::BAD_REQUEST, Json(body)).into_response()
+        }
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()),
+    }
+}
+
+/// Query parameters of the events routes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsParams {
+    #[serde(default)]
+    q: Option<String>,
+    #[serde(default)]
+    from: Option<String>,
+    #[serde(default)]
+    to: Option<String>,
+    #[serde(default)]
+    limit: Option<usize>,
+    #[serde(default)]
+    offset: Option<usize>,
+}
+
+struct Parsed {
+    query: crate::store::Query,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+}
+
+fn parse_params(p: &EventsParams) -> Result<Parsed, Response> {
+    let query = parse_query(p.q.as_deref().unwrap_or(""))
+        .map_err(|e| error(StatusCode::BAD_REQUEST, "bad_query", e.to_string()))?;
+    let time = |name: &str, v: &Option<String>| -> Result<Option<DateTime<Utc>>, Response> {
+        v.as_deref()
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                parse_time(s, Utc::now()).ok_or_else(|| {
+                    error(
+                        StatusCode::BAD_REQUEST,
+                        "bad_time",
+                        format!("{name}={s:?}: use RFC 3339 (2026-11-26T10:00:00Z) or now-15m"),
+                    )
+                })
+            })
+            .transpose()
+    };
+    Ok(Parsed {
+        query,
+        from: time("from", &p.from)?,
+        to: time("to", &p.to)?,
+    })
+}
+
+/// Reads an RFC 3339 time, `now`, or `now-<duration>` (`now-15m`, `now-2h`, `now-7d`).
+pub fn parse_time(s: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    let s = s.trim();
+    if s == "now" {
+        return Some(now);
+    }
+    if let Some(d) = s.strip_prefix("now-") {
+        let d = humantime::parse_duration(d).ok()?;
+        return chrono::Duration::from_std(d).ok().map(|d| now - d);
+    }
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+async fn search_events(State(st): Shared, Query(p): Query<EventsParams>) -> Response {
+    let parsed = match parse_params(&p) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let limit = p.limit.unwrap_or(100);
+    if limit > MAX_LIMIT {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_limit",
+            format!("limit must be at most {MAX_LIMIT}; use /api/v1/events/export for more"),
+        );
+    }
+    let offset = p.offset.unwrap_or(0);
+    let store = st.store.clone();
+    let res = tokio::task::spawn_blocking(move || {
+        store.search(&parsed.query, parsed.from, parsed.to, limit, offset)
+    })
+    .await;
+    match res {
+        Ok(Ok(r)) => Json(json!({"total": r.total, "events": r.events})).into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+async fn export_events(State(st): Shared, Query(p): Query<EventsParams>) -> Response {
+    if p.limit.is_some() || p.offset.is_some() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "export streams every match: limit and offset do not apply",
+        );
+    }
+    let parsed = match parse_params(&p) {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
+    let store = st.store.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut buf = Vec::with_capacity(64 << 10);
+        let mut sink = |v: Value| -> bool {
+            if serde_json::to_writer(&mut buf, &v).is_err() {
+                return false;
+            }
+            buf.push(b'\n');
+            if buf.len() >= 60 << 10 {
+                let chunk = Bytes::from(std::mem::replace(&mut buf, Vec::with_capacity(64 << 10)));
+                return tx.blocking_send(chunk).is_ok();
+            }
+            true
+        };
+        let r = store.export(&parsed.query, parsed.from, parsed.to, &mut sink);
+        if let Err(e) = r {
+            tracing::error!(error = %e, "export failed midway");
+            return;
+        }
+        if !buf.is_empty() {
+            let _ = tx.blocking_send(Bytes::from(buf));
+        }
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
+    });
+    (
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+async fn list_agents(State(st): Shared) -> Response {
+    match st.db.agents() {
+        Ok(agents) => {
+            let items: Vec<Value> = agents.iter().map(agent_json).collect();
+            Json(json!({"items": items})).into_response()
+        }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+async fn get_agent(State(st): Shared, Path(id): Path<String>) -> Response {
+    match st.db.agent(&id) {
+        Ok(Some(a)) => Json(agent_json(&a)).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, "not_found", format!("no agent {id}")),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+/// Seconds of silence after which an agent shows as offline.
+const OFFLINE_AFTER_SECS: i64 = 300;
+
+fn agent_json(a: &crate::db::AgentRow) -> Value {
+    let status = if a.revoked {
+        "revoked"
+    } else {
+        match a.last_seen {
+            Some(t) if (Utc::now() - t).num_seconds() <= OFFLINE_AFTER_SECS => "online",
+            _ => "offline",
+        }
+    };
+    json!({
+        "id": a.id,
+        "hostname": a.hostname,
+        "group": a.group,
+        "version": a.version,
+        "enrolled_at": a.enrolled_at,
+        "last_seen": a.last_seen,
+        "status": status,
+        "cert_not_after": a.cert_not_after,
+        "stats": a.stats,
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeadLetterParams {
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+async fn dead_letters(State(st): Shared, Query(p): Query<DeadLetterParams>) -> Response {
+    match st.db.dead_letters(p.limit.unwrap_or(100).min(MAX_LIMIT)) {
+        Ok(rows) => Json(json!({"items": rows})).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_accept_rfc3339_and_relative() {
+        let now = DateTime::parse_from_rfc3339("2026-11-26T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert_eq!(parse_time("now", now), Some(now));
+        assert_eq!(
+            parse_time("now-15m", now).unwrap().to_rfc3339(),
+            "2026-11-26T11:45:00+00:00"
+        );
+        assert_eq!(
+            parse_time("2026-11-26T10:00:00+01:00", now).unwrap().to_rfc3339(),
+            "2026-11-26T09:00:00+00:00"
+        );
+        assert_eq!(parse_time("yesterday", now), None);
+    }
+}

@@ -1,0 +1,317 @@
+//! `collector.toml`: the collector's configuration.
+//!
+//! Parsed into a raw `deny_unknown_fields` struct (every field documented
+//! here is user documentation), then validated. Relative paths are resolved
+//! against the directory holding the config file, so a data directory made by
+//! `vigie-collector init` can be moved as a whole. Errors name the file, the
+//! key and the line.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorConfig {
+    /// Where events (`events/`), control data (`vigie.db`) and the PKI live.
+    pub data_dir: PathBuf,
+    /// The one TLS listener: agents (mTLS), enrollment, the API.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Certificates and keys.
+    pub tls: TlsConfig,
+    /// Event storage.
+    #[serde(default)]
+    pub storage: StorageConfig,
+    /// Limits applied to agent batches.
+    #[serde(default)]
+    pub ingest: IngestConfig,
+    /// Enrollment of agents.
+    #[serde(default)]
+    pub enrollment: EnrollmentConfig,
+}
+
+/// Certificates and keys (PEM files).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The CA certificate: agents' client certificates must chain to it.
+    pub ca_file: PathBuf,
+    /// The CA private key, used to sign agent certificates at enrollment (mode 0600).
+    pub ca_key_file: PathBuf,
+    /// The server certificate presented to agents and API clients.
+    pub cert_file: PathBuf,
+    /// The server private key (mode 0600).
+    pub key_file: PathBuf,
+}
+
+/// Event storage (tantivy, one index per UTC day).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Days of events kept; older day indexes are deleted whole. 0 keeps everything.
+    #[serde(default = "default_retention_days")]
+    pub retention_days: u32,
+    /// Memory of the index writer before it flushes a segment.
+    #[serde(default = "default_writer_memory_bytes")]
+    pub writer_memory_bytes: usize,
+    /// Indexing threads.
+    #[serde(default = "default_writer_threads")]
+    pub writer_threads: usize,
+    /// Longest wait before pending batches are committed (and acknowledged).
+    /// Batches arriving together share one commit.
+    #[serde(default = "default_commit_interval_ms")]
+    pub commit_interval_ms: u64,
+    /// Commit early once this many events are pending.
+    #[serde(default = "default_commit_max_events")]
+    pub commit_max_events: usize,
+}
+
+/// Limits applied to every agent batch; a batch over a limit gets `413`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Largest compressed body accepted.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// Largest body after decompression (the gzip-bomb cap).
+    #[serde(default = "default_max_decompressed_bytes")]
+    pub max_decompressed_bytes: usize,
+    /// Most events in one batch.
+    #[serde(default = "default_max_batch_events")]
+    pub max_batch_events: usize,
+    /// Longest accepted event line; longer lines go to the dead-letter store.
+    #[serde(default = "default_max_event_bytes")]
+    pub max_event_bytes: usize,
+}
+
+/// Enrollment of agents.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnrollmentConfig {
+    /// Lifetime of agent client certificates.
+    #[serde(default = "default_cert_validity_days")]
+    pub cert_validity_days: u32,
+    /// Default lifetime of enrollment tokens (`token create --ttl` overrides).
+    #[serde(default = "default_token_ttl_secs")]
+    pub token_ttl_secs: u64,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 8443))
+}
+fn default_retention_days() -> u32 {
+    30
+}
+fn default_writer_memory_bytes() -> usize {
+    64 << 20
+}
+fn default_writer_threads() -> usize {
+    1
+}
+fn default_commit_interval_ms() -> u64 {
+    500
+}
+fn default_commit_max_events() -> usize {
+    100_000
+}
+fn default_max_body_bytes() -> usize {
+    16 << 20
+}
+fn default_max_decompressed_bytes() -> usize {
+    64 << 20
+}
+fn default_max_batch_events() -> usize {
+    50_000
+}
+fn default_max_event_bytes() -> usize {
+    1 << 20
+}
+fn default_cert_validity_days() -> u32 {
+    30
+}
+fn default_token_ttl_secs() -> u64 {
+    7 * 24 * 3600
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            retention_days: default_retention_days(),
+            writer_memory_bytes: default_writer_memory_bytes(),
+            writer_threads: default_writer_threads(),
+            commit_interval_ms: default_commit_interval_ms(),
+            commit_max_events: default_commit_max_events(),
+        }
+    }
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: default_max_body_bytes(),
+            max_decompressed_bytes: default_max_decompressed_bytes(),
+            max_batch_events: default_max_batch_events(),
+            max_event_bytes: default_max_event_bytes(),
+        }
+    }
+}
+
+impl Default for EnrollmentConfig {
+    fn default() -> Self {
+        Self {
+            cert_validity_days: default_cert_validity_days(),
+            token_ttl_secs: default_token_ttl_secs(),
+        }
+    }
+}
+
+/// A configuration that cannot be used, with where and why.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {message}")]
+    Syntax {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl CollectorConfig {
+    /// Reads, parses and validates a config file; relative paths are resolved
+    /// against the file's directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut cfg: CollectorConfig = toml::from_str(&text).map_err(|e| ConfigError::Syntax {
+            path: path.to_owned(),
+            line: line_of(&text, e.span().map(|s| s.start)),
+            message: e.message().to_owned(),
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        cfg.resolve(base);
+        cfg.validate().map_err(|message| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        })?;
+        Ok(cfg)
+    }
+
+    fn resolve(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.data_dir);
+        fix(&mut self.tls.ca_file);
+        fix(&mut self.tls.ca_key_file);
+        fix(&mut self.tls.cert_file);
+        fix(&mut self.tls.key_file);
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let s = &self.storage;
+        if s.writer_memory_bytes < 16 << 20 {
+            return Err("storage.writer_memory_bytes must be at least 16777216 (16 MiB)".into());
+        }
+        if !(1..=8).contains(&s.writer_threads) {
+            return Err("storage.writer_threads must be between 1 and 8".into());
+        }
+        if s.commit_interval_ms == 0 || s.commit_interval_ms > 60_000 {
+            return Err("storage.commit_interval_ms must be between 1 and 60000".into());
+        }
+        let i = &self.ingest;
+        if i.max_body_bytes == 0 || i.max_decompressed_bytes < i.max_body_bytes {
+            return Err(
+                "ingest.max_decompressed_bytes must be at least ingest.max_body_bytes (> 0)"
+                    .into(),
+            );
+        }
+        if self.enrollment.cert_validity_days == 0 {
+            return Err("enrollment.cert_validity_days must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The directory of the event indexes.
+    pub fn events_dir(&self) -> PathBuf {
+        self.data_dir.join("events")
+    }
+
+    /// The SQLite database.
+    pub fn db_path(&self) -> PathBuf {
+        self.data_dir.join("vigie.db")
+    }
+}
+
+/// The 1-based line of a byte offset in `text`.
+pub fn line_of(text: &str, offset: Option<usize>) -> usize {
+    match offset {
+        Some(o) => text.as_bytes()[..o.min(text.len())]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count()
+            + 1,
+        None => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, text: &str) -> PathBuf {
+        let p = dir.join("collector.toml");
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    const MINIMAL: &str = r#"
+data_dir = "."
+listen = "127.0.0.1:8443"
+[tls]
+ca_file = "pki/ca.pem"
+ca_key_file = "pki/ca.key"
+cert_file = "pki/server.pem"
+key_file = "pki/server.key"
+"#;
+
+    #[test]
+    fn minimal_config_gets_defaults_and_resolved_paths() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = CollectorConfig::load(&write(dir.path(), MINIMAL)).unwrap();
+        assert_eq!(cfg.storage.retention_days, 30);
+        assert_eq!(cfg.tls.ca_file, dir.path().join("pki/ca.pem"));
+        assert_eq!(cfg.events_dir(), dir.path().join("./events"));
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!("{MINIMAL}\n[storage]\nretention = 3\n");
+        let err = CollectorConfig::load(&write(dir.path(), &text)).unwrap_err().to_string();
+        assert!(err.contains("retention"), "{err}");
+        assert!(err.contains(":12:"), "{err}");
+    }
+
+    #[test]
+    fn invalid_value_is_explained() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!("{MINIMAL}\n[storage]\nwriter_threads = 0\n");
+        let err = CollectorConfig::load(&write(dir.path(), &text)).unwrap_err().to_string();
+        assert!(err.contains("storage.writer_threads"), "{err}");
+    }
+}

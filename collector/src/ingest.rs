@@ -1,0 +1,375 @@
+//! Ingest: from an agent batch to durable, acknowledged events.
+//!
+//! [`decode_batch`] inflates a body (capped), splits it into lines, keeps
+//! every line that is a JSON object and reports the others by line number.
+//! Every kept event is stamped with `agent.id` (from the certificate, never
+//! from the payload) and `event.ingested`.
+//!
+//! The [`Indexer`] is a group commit: batches from every connection are added
+//! to the store as they come, and committed together once `commit_interval_ms`
+//! has passed since the oldest pending batch (or `commit_max_events` are
+//! pending). Only after the commit returned, and the batch ids were recorded
+//! in SQLite, are the waiting requests answered: an acknowledgement means
+//! durable. A batch id seen before (stored, or pending in the current group)
+//! is answered as a duplicate and not stored again.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+use tokio::sync::{mpsc, oneshot};
+use vigie_event::{fields, format_timestamp};
+use vigie_wire::{gunzip_capped, BatchId, DecompressError};
+
+use crate::config::{IngestConfig, StorageConfig};
+use crate::db::Db;
+use crate::metrics::{add, Metrics};
+use crate::store::Store;
+
+/// A decoded batch.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    pub events: Vec<Map<String, Value>>,
+    /// (1-based line number, reason, start of the line)
+    pub rejected: Vec<(usize, String, String)>,
+    pub decompressed_bytes: usize,
+}
+
+/// Why a whole batch was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    #[error(transparent)]
+    Decompress(#[from] DecompressError),
+    #[error("batch holds more than {max} events")]
+    TooManyEvents { max: usize },
+}
+
+/// Inflates (when `gzip`) and splits a batch body into stamped events.
+pub fn decode_batch(
+    body: &[u8],
+    gzip: bool,
+    cfg: &IngestConfig,
+    agent_id: &str,
+    now: DateTime<Utc>,
+) -> Result<Decoded, BatchError> {
+    let inflated;
+    let raw: &[u8] = if gzip {
+        inflated = gunzip_capped(body, cfg.max_decompressed_bytes)?;
+        &inflated
+    } else {
+        if body.len() > cfg.max_decompressed_bytes {
+            return Err(DecompressError::TooLarge {
+                cap: cfg.max_decompressed_bytes,
+            }
+            .into());
+        }
+        body
+    };
+    let ingested = Value::String(format_timestamp(now));
+    let mut out = Decoded {
+        decompressed_bytes: raw.len(),
+        ..Decoded::default()
+    };
+    for (i, line) in raw.split(|b| *b == b'\n').enumerate() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        if out.events.len() + out.rejected.len() >= cfg.max_batch_events {
+            return Err(BatchError::TooManyEvents {
+                max: cfg.max_batch_events,
+            });
+        }
+        let lineno = i + 1;
+        if line.len() > cfg.max_event_bytes {
+            out.rejected.push((
+                lineno,
+                format!("line is longer than {} bytes", cfg.max_event_bytes),
+                snippet(line),
+            ));
+            continue;
+        }
+        match serde_json::from_slice::<Value>(line) {
+            Ok(Value::Object(mut map)) => {
+                stamp(&mut map, agent_id, &ingested);
+                out.events.push(map);
+            }
+            Ok(_) => out
+                .rejected
+                .push((lineno, "not a JSON object".into(), snippet(line))),
+            Err(e) => out
+                .rejected
+                .push((lineno, format!("not JSON: {e}"), snippet(line))),
+        }
+    }
+    Ok(out)
+}
+
+/// Sets `agent.id` and `event.ingested`, overriding whatever the payload said.
+fn stamp(map: &mut Map<String, Value>, agent_id: &str, ingested: &Value) {
+    map.remove(fields::AGENT_ID);
+    map.remove(fields::EVENT_INGESTED);
+    let mut ev = vigie_event::Event::from_map(std::mem::take(map));
+    ev.set(fields::AGENT_ID, agent_id);
+    ev.set(fields::EVENT_INGESTED, ingested.clone());
+    if ev.timestamp().is_none() {
+        ev.set(fields::TIMESTAMP, ingested.clone());
+    }
+    *map = ev.into_map();
+}
+
+fn snippet(line: &[u8]) -> String {
+    String::from_utf8_lossy(&line[..line.len().min(1024)]).into_owned()
+}
+
+/// What happened to a batch handed to the indexer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IndexOutcome {
+    /// Durably stored, with this many events.
+    Stored(u64),
+    /// Already stored before; nothing stored again.
+    Duplicate,
+}
+
+/// Why the indexer could not take a batch.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum IndexError {
+    #[error("storage failed: {0}")]
+    Storage(String),
+    #[error("the collector is shutting down")]
+    ShuttingDown,
+}
+
+/// One batch on its way to the store.
+pub struct IndexRequest {
+    pub agent_id: String,
+    pub batch: BatchId,
+    pub events: Vec<Map<String, Value>>,
+    pub reply: oneshot::Sender<Result<IndexOutcome, IndexError>>,
+}
+
+/// The handle of the indexer thread.
+#[derive(Clone)]
+pub struct Indexer {
+    tx: mpsc::Sender<IndexRequest>,
+}
+
+impl Indexer {
+    /// Starts the indexer on its own thread. It stops (after a last commit)
+    /// when every handle is dropped.
+    pub fn spawn(
+        store: Arc<Store>,
+        db: Arc<Db>,
+        metrics: Arc<Metrics>,
+        cfg: &StorageConfig,
+    ) -> std::io::Result<(Indexer, std::thread::JoinHandle<()>)> {
+        let (tx, rx) = mpsc::channel(64);
+        let handle = tokio::runtime::Handle::current();
+        let worker = Worker {
+            store,
+            db,
+            metrics,
+            interval: Duration::from_millis(cfg.commit_interval_ms),
+            max_events: cfg.commit_max_events,
+            pending: Vec::new(),
+            pending_ids: HashSet::new(),
+            dup_waiters: Vec::new(),
+            pending_events: 0,
+            oldest: None,
+        };
+        let join = std::thread::Builder::new()
+            .name("vigie-indexer".into())
+            .spawn(move || worker.run(rx, handle))?;
+        Ok((Indexer { tx }, join))
+    }
+
+    /// Hands a batch to the indexer and waits until it is durable.
+    pub async fn submit(
+        &self,
+        agent_id: String,
+        batch: BatchId,
+        events: Vec<Map<String, Value>>,
+    ) -> Result<IndexOutcome, IndexError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(IndexRequest {
+                agent_id,
+                batch,
+                events,
+                reply,
+            })
+            .await
+            .map_err(|_| IndexError::ShuttingDown)?;
+        rx.await.map_err(|_| IndexError::ShuttingDown)?
+    }
+}
+
+type Key = (String, String, u64);
+type Reply = oneshot::Sender<Result<IndexOutcome, IndexError>>;
+
+struct Worker {
+    store: Arc<Store>,
+    db: Arc<Db>,
+    metrics: Arc<Metrics>,
+    interval: Duration,
+    max_events: usize,
+    pending: Vec<(Key, u64, Reply)>,
+    pending_ids: HashSet<Key>,
+    dup_waiters: Vec<Reply>,
+    pending_events: usize,
+    oldest: Option<Instant>,
+}
+
+impl Worker {
+    fn run(mut self, mut rx: mpsc::Receiver<IndexRequest>, rt: tokio::runtime::Handle) {
+        loop {
+            let wait = match self.oldest {
+                Some(t) => self.interval.saturating_sub(t.elapsed()),
+                None => Duration::from_secs(3600),
+            };
+            let next = rt.block_on(async { tokio::time::timeout(wait, rx.recv()).await });
+            match next {
+                Ok(Some(req)) => self.take(req),
+                Ok(None) => {
+                    self.commit();
+                    return;
+                }
+                Err(_elapsed) => {}
+            }
+            let due = self.oldest.is_some_and(|t| t.elapsed() >= self.interval);
+            if due || self.pending_events >= self.max_events {
+                self.commit();
+            }
+        }
+    }
+
+    fn take(&mut self, req: IndexRequest) {
+        let key: Key = (req.agent_id, req.batch.stream, req.batch.sequence);
+        if self.pending_ids.contains(&key) {
+            self.dup_waiters.push(req.reply);
+            return;
+        }
+        match self.db.batch_seen(&key.0, &key.1, key.2) {
+            Ok(true) => {
+                add(&self.metrics.batches_duplicate, 1);
+                let _ = req.reply.send(Ok(IndexOutcome::Duplicate));
+                return;
+            }
+            Ok(false) => {}
+            Err(e) => {
+                let _ = req.reply.send(Err(IndexError::Storage(e.to_string())));
+                return;
+            }
+        }
+        let n = req.events.len();
+        if let Err(e) = self.store.add(req.events) {
+            tracing::error!(error = %e, agent = %key.0, "adding events to the store failed");
+            let _ = req.reply.send(Err(IndexError::Storage(e.to_string())));
+            return;
+        }
+        self.pending_events += n;
+        add(&self.metrics.events_pending, n as u64);
+        self.oldest.get_or_insert_with(Instant::now);
+        self.pending_ids.insert(key.clone());
+        self.pending.push((key, n as u64, req.reply));
+    }
+
+    fn commit(&mut self) {
+        if self.pending.is_empty() && self.dup_waiters.is_empty() {
+            self.oldest = None;
+            return;
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let waiters = std::mem::take(&mut self.dup_waiters);
+        self.pending_ids.clear();
+        self.metrics.events_pending.store(0, std::sync::atomic::Ordering::Relaxed);
+        let events = std::mem::take(&mut self.pending_events) as u64;
+        self.oldest = None;
+        let ids: Vec<(String, String, u64, u64)> = pending
+            .iter()
+            .map(|((a, s, q), n, _)| (a.clone(), s.clone(), *q, *n))
+            .collect();
+        let result = self
+            .store
+            .commit()
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                self.db
+                    .record_batches(&ids, Utc::now())
+                    .map_err(|e| e.to_string())
+            });
+        match result {
+            Ok(()) => {
+                add(&self.metrics.commits, 1);
+                add(&self.metrics.events_stored, events);
+                add(&self.metrics.batches_duplicate, waiters.len() as u64);
+                for (_, n, reply) in pending {
+                    let _ = reply.send(Ok(IndexOutcome::Stored(n)));
+                }
+                for reply in waiters {
+                    let _ = reply.send(Ok(IndexOutcome::Duplicate));
+                }
+            }
+            Err(e) => {
+                add(&self.metrics.commit_errors, 1);
+                tracing::error!(error = %e, batches = ids.len(), "commit failed; batches not acknowledged, agents will retry");
+                for (_, _, reply) in pending {
+                    let _ = reply.send(Err(IndexError::Storage(e.clone())));
+                }
+                for reply in waiters {
+                    let _ = reply.send(Err(IndexError::Storage(e.clone())));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> IngestConfig {
+        IngestConfig {
+            max_body_bytes: 1 << 20,
+            max_decompressed_bytes: 1 << 20,
+            max_batch_events: 100,
+            max_event_bytes: 200,
+        }
+    }
+
+    #[test]
+    fn good_lines_are_stamped_bad_lines_reported() {
+        let body = b"{\"message\":\"a\",\"agent\":{\"id\":\"forged\"}}\nnot json\n[1,2]\n\n{\"message\":\"b\",\"@timestamp\":\"2026-11-26T10:00:00Z\"}\n";
+        let now = Utc::now();
+        let d = decode_batch(&vigie_wire::gzip(body, 1), true, &cfg(), "agt_1", now).unwrap();
+        assert_eq!(d.events.len(), 2);
+        let e0 = vigie_event::Event::from_map(d.events[0].clone());
+        assert_eq!(e0.get_str("agent.id"), Some("agt_1"));
+        assert!(e0.get_str("event.ingested").is_some());
+        assert!(e0.get_str("@timestamp").is_some(), "missing @timestamp gets the ingest time");
+        let e1 = vigie_event::Event::from_map(d.events[1].clone());
+        assert_eq!(e1.get_str("@timestamp"), Some("2026-11-26T10:00:00Z"));
+        let lines: Vec<usize> = d.rejected.iter().map(|r| r.0).collect();
+        assert_eq!(lines, vec![2, 3]);
+    }
+
+    #[test]
+    fn bomb_and_count_limits() {
+        let big = vec![b' '; 2 << 20];
+        let err = decode_batch(&vigie_wire::gzip(&big, 9), true, &cfg(), "a", Utc::now());
+        assert!(matches!(err, Err(BatchError::Decompress(DecompressError::TooLarge { .. }))));
+        let many = "{}\n".repeat(101);
+        let err = decode_batch(many.as_bytes(), false, &cfg(), "a", Utc::now());
+        assert!(matches!(err, Err(BatchError::TooManyEvents { max: 100 })));
+    }
+
+    #[test]
+    fn overlong_line_goes_to_dead_letters() {
+        let body = format!("{{\"message\":\"{}\"}}\n{{}}\n", "x".repeat(300));
+        let d = decode_batch(body.as_bytes(), false, &cfg(), "a", Utc::now()).unwrap();
+        assert_eq!(d.events.len(), 1);
+        assert_eq!(d.rejected[0].0, 1);
+    }
+}

@@ -1,0 +1,154 @@
+//! `vigie-collector serve`: wires storage, the indexer, the HTTP routes and
+//! the TLS listener together, and shuts them down in order (stop accepting,
+//! last commit, close) so nothing acknowledged is lost.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use chrono::Utc;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use vigie_wire::pki::{self, CertifiedKey};
+
+use crate::api::{router, AppState};
+use crate::config::CollectorConfig;
+use crate::db::Db;
+use crate::ingest::Indexer;
+use crate::listener;
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreConfig};
+
+/// A running collector.
+pub struct Running {
+    /// The address it listens on (useful with port 0).
+    pub addr: SocketAddr,
+    pub state: Arc<AppState>,
+    shutdown: CancellationToken,
+    serve: tokio::task::JoinHandle<()>,
+    indexer: std::thread::JoinHandle<()>,
+}
+
+fn read(path: &std::path::Path) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// Opens everything and starts listening. `listener` overrides `cfg.listen`.
+pub async fn start(cfg: CollectorConfig, listener: Option<TcpListener>) -> Result<Running> {
+    let db = Arc::new(Db::open(&cfg.db_path()).context("opening the database")?);
+    let store = Arc::new(
+        Store::open(
+            &cfg.events_dir(),
+            StoreConfig {
+                writer_memory_bytes: cfg.storage.writer_memory_bytes,
+                retention_days: cfg.storage.retention_days,
+                writer_threads: cfg.storage.writer_threads,
+            },
+        )
+        .context("opening the event store")?,
+    );
+    let ca = CertifiedKey {
+        cert_pem: read(&cfg.tls.ca_file)?,
+        key_pem: read(&cfg.tls.ca_key_file)?,
+    };
+    let tls = pki::server_tls_config(
+        &read(&cfg.tls.cert_file)?,
+        &read(&cfg.tls.key_file)?,
+        &ca.cert_pem,
+    )
+    .context("building the TLS configuration")?;
+    let metrics = Arc::new(Metrics::default());
+    let (indexer, indexer_join) =
+        Indexer::spawn(store.clone(), db.clone(), metrics.clone(), &cfg.storage)
+            .context("starting the indexer")?;
+    let listener = match listener {
+        Some(l) => l,
+        None => TcpListener::bind(cfg.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", cfg.listen))?,
+    };
+    let addr = listener.local_addr()?;
+    let state = Arc::new(AppState {
+        cfg,
+        db,
+        store: store.clone(),
+        indexer,
+        metrics,
+        ca,
+        started: Instant::now(),
+    });
+    let shutdown = CancellationToken::new();
+    spawn_retention(store, shutdown.clone());
+    let serve = tokio::spawn(listener::serve(
+        listener,
+        Arc::new(tls),
+        router(state.clone()),
+        shutdown.clone(),
+    ));
+    tracing::info!(addr = %addr, "collector listening");
+    Ok(Running {
+        addr,
+        state,
+        shutdown,
+        serve,
+        indexer: indexer_join,
+    })
+}
+
+fn spawn_retention(store: Arc<Store>, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        loop {
+            let s = store.clone();
+            match tokio::task::spawn_blocking(move || s.apply_retention(Utc::now())).await {
+                Ok(Ok(days)) if !days.is_empty() => {
+                    tracing::info!(days = ?days, "retention removed old day indexes")
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "retention failed"),
+                _ => {}
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+            }
+        }
+    });
+}
+
+impl Running {
+    /// Stops accepting, commits what is pending and waits for the indexer.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.serve.await;
+        // The router (and so the indexer handle) lives in connection tasks
+        // that end with the shutdown; the state holds the last handle.
+        drop(self.state);
+        let join = self.indexer;
+        let waited = tokio::time::timeout(
+            Duration::from_secs(30),
+            tokio::task::spawn_blocking(move || join.join()),
+        )
+        .await;
+        if waited.is_err() {
+            tracing::warn!("indexer did not stop within 30 s");
+        }
+    }
+}
+
+/// Runs until SIGINT or SIGTERM.
+pub async fn serve(cfg: CollectorConfig) -> Result<()> {
+    let running = start(cfg, None).await?;
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    running.stop().await;
+    Ok(())
+}
+
+/// Waits for SIGINT (Ctrl-C) or SIGTERM.
+pub async fn wait_for_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+}
