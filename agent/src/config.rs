@@ -403,6 +403,12 @@ type = "journald"
     }
 
     #[test]
+    fn the_packaged_config_is_valid() {
+        let cfg = parse(include_str!("../../packaging/agent.toml")).unwrap();
+        assert_eq!(cfg.sources.len(), 3);
+    }
+
+    #[test]
     fn duplicate_names_are_refused() {
         let text = GOOD.replace("name = \"journal\"", "name = \"auth\"");
         assert!(parse(&text).unwrap_err().to_string().contains("unique"));

@@ -138,23 +138,26 @@ impl BatchBuilder {
         }
     }
 
-    /// Appends one event; returns a sealed batch when this one is full.
-    pub fn push(&mut self, ev: &Event, pos: Position) -> Option<SealedBatch> {
+    /// Appends one event and the position it moves its source to (if any);
+    /// returns a sealed batch when this one is full.
+    pub fn push(&mut self, ev: &Event, pos: Option<Position>) -> Option<SealedBatch> {
         if serde_json::to_writer(&mut self.body, ev.as_map()).is_err() {
             // A map of JSON values always serializes; keep the position anyway.
             self.body.extend_from_slice(b"{}");
         }
         self.body.push(b'\n');
         self.events += 1;
-        let key = match &pos {
-            Position::File {
-                source,
-                fingerprint,
-                ..
-            } => (source.clone(), Some(*fingerprint)),
-            Position::Journal { source, .. } => (source.clone(), None),
-        };
-        self.positions.insert(key, pos);
+        if let Some(pos) = pos {
+            let key = match &pos {
+                Position::File {
+                    source,
+                    fingerprint,
+                    ..
+                } => (source.clone(), Some(*fingerprint)),
+                Position::Journal { source, .. } => (source.clone(), None),
+            };
+            self.positions.insert(key, pos);
+        }
         self.opened.get_or_insert_with(tokio::time::Instant::now);
         if self.events >= self.cfg.max_events || self.body.len() >= self.cfg.max_bytes {
             return self.seal();
@@ -267,9 +270,9 @@ mod tests {
         };
         let mut b = BatchBuilder::new(cfg, 10);
         let ev = Event::new();
-        assert!(b.push(&ev, file_pos(1, 10)).is_none());
-        assert!(b.push(&ev, file_pos(1, 20)).is_none());
-        let sealed = b.push(&ev, file_pos(2, 5)).expect("full at 3");
+        assert!(b.push(&ev, Some(file_pos(1, 10))).is_none());
+        assert!(b.push(&ev, Some(file_pos(1, 20))).is_none());
+        let sealed = b.push(&ev, Some(file_pos(2, 5))).expect("full at 3");
         assert_eq!(sealed.sequence, 10);
         assert_eq!(sealed.events, 3);
         assert_eq!(sealed.body.iter().filter(|c| **c == b'\n').count(), 3);

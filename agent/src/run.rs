@@ -137,7 +137,7 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
                             path: line.path.clone(),
                             offset: line.end_offset,
                         };
-                        if let Some(b) = builder.push(&ev, pos) {
+                        if let Some(b) = builder.push(&ev, Some(pos)) {
                             if sealed_tx.send(b).await.is_err() { break; }
                         }
                     }
@@ -147,7 +147,9 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
             recs = journal_rx.recv() => if let Some((source, recs)) = recs {
                 for r in recs {
                     let ev: Event = normalizer.journal_event(&source, r.event);
-                    let pos = Position::Journal { source: source.clone(), cursor: r.cursor };
+                    // An empty cursor is no position: nothing to checkpoint.
+                    let pos = (!r.cursor.is_empty())
+                        .then(|| Position::Journal { source: source.clone(), cursor: r.cursor });
                     if let Some(b) = builder.push(&ev, pos) {
                         if sealed_tx.send(b).await.is_err() { break; }
                     }

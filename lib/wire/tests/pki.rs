@@ -47,6 +47,7 @@ fn enroll(ca: &CertifiedKey, agent_id: &str) -> (CertifiedKey, String) {
 }
 
 /// What the server side saw of a connection.
+#[derive(Debug)]
 struct ServerView {
     peer: Option<(String, String)>,
     alpn: Option<Vec<u8>>,
@@ -140,9 +141,7 @@ async fn client_cert_from_another_ca_fails_the_handshake() {
     .unwrap();
 
     let (server, client) = handshake(server_cfg, client_cfg, "localhost").await;
-    let err = server
-        .err()
-        .expect("server accepted a foreign client certificate");
+    let err = server.expect_err("server accepted a foreign client certificate");
     assert!(err.to_lowercase().contains("certificate"), "{err}");
     assert!(
         client.is_err(),
@@ -159,9 +158,7 @@ async fn client_trusting_another_ca_refuses_the_server() {
     let client_cfg = client_tls_config(&other_ca.cert_pem, None).unwrap();
 
     let (server, client) = handshake(server_cfg, client_cfg, "localhost").await;
-    let err = client
-        .err()
-        .expect("client accepted a server from an untrusted CA");
+    let err = client.expect_err("client accepted a server from an untrusted CA");
     assert!(err.to_lowercase().contains("certificate"), "{err}");
     assert!(server.is_err());
 }

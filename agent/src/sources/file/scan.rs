@@ -191,7 +191,7 @@ impl Tailer {
                 seen_scan: scan,
                 dead_since: None,
                 last_read_tick: self.tick,
-                verified_poll: 0,
+                verified: (0, 0),
             },
         );
         if keep_open {
@@ -236,7 +236,7 @@ impl Tailer {
                 if let Some(f) = self.files.get_mut(&fp) {
                     f.reader = Some(r);
                     f.last_read_tick = tick;
-                    f.verified_poll = 0;
+                    f.verified = (0, 0);
                 }
             }
             Err(e) => {
@@ -292,7 +292,7 @@ impl Tailer {
                         if let Some(f) = self.files.get_mut(&fp) {
                             f.reader = Some(r);
                             f.path = Arc::from(copy_path.as_path());
-                            f.verified_poll = 0;
+                            f.verified = (0, 0);
                         }
                     }
                     Err(e) => self.report_error(&copy_path, "open", &e),

@@ -51,8 +51,8 @@ pub(super) struct Tracked {
     pub dead_since: Option<u64>,
     /// Logical time of the last read turn (for closing the least recently read).
     pub last_read_tick: u64,
-    /// Poll at which the fingerprint of the open handle was last checked.
-    pub verified_poll: u64,
+    /// Poll and scan at which the fingerprint of the open handle was last checked.
+    pub verified: (u64, u64),
 }
 
 impl Tracked {
@@ -401,8 +401,12 @@ fn read_turn(
             if size < reader.read_pos() {
                 return Turn::Truncated;
             }
-            if size > reader.read_pos() && f.verified_poll != poll_count {
-                f.verified_poll = poll_count;
+            // The content may have been replaced: check the first line again when the
+            // file grew (once a poll) and at every scan (a file truncated to exactly its
+            // read position, e.g. 0, would go unnoticed otherwise).
+            let (at_poll, at_scan) = f.verified;
+            if (size > reader.read_pos() && at_poll != poll_count) || at_scan != scan_count {
+                f.verified = (poll_count, scan_count);
                 match read_fingerprint(reader.file(), cfg.opts.fingerprint_bytes) {
                     Ok(Some(fp)) if fp == f.fingerprint => {}
                     Ok(_) => return Turn::Truncated,
