@@ -136,7 +136,9 @@ pub enum CheckpointError {
         source: serde_json::Error,
     },
     /// The checkpoint file was written by an incompatible agent version.
-    #[error("checkpoint file {path} has format version {found}; this agent reads version {supported}")]
+    #[error(
+        "checkpoint file {path} has format version {found}; this agent reads version {supported}"
+    )]
     Version {
         /// The checkpoint file.
         path: PathBuf,
@@ -292,14 +294,23 @@ mod tests {
 
     fn sample() -> Checkpoints {
         let mut cp = Checkpoints::new();
-        cp.record_file("auth", 0xabc, Path::new("/var/log/auth.log"), 42, 1_700_000_000);
+        cp.record_file(
+            "auth",
+            0xabc,
+            Path::new("/var/log/auth.log"),
+            42,
+            1_700_000_000,
+        );
         cp.journald.insert("journal".into(), "s=abc;i=1".into());
         cp
     }
 
     #[test]
     fn file_key_is_source_and_16_hex_digits() {
-        assert_eq!(Checkpoints::file_key("auth", 0xabc), "auth/0000000000000abc");
+        assert_eq!(
+            Checkpoints::file_key("auth", 0xabc),
+            "auth/0000000000000abc"
+        );
         assert_ne!(Checkpoints::file_key("a", 1), Checkpoints::file_key("b", 1));
     }
 
@@ -350,7 +361,10 @@ mod tests {
         fs::write(&path, b"{\"version\":1,\"files\":{").unwrap();
         let err = CheckpointStore::open(dir.path()).unwrap_err();
         assert!(matches!(err, CheckpointError::Corrupt { .. }), "{err:?}");
-        assert!(err.to_string().contains(&path.display().to_string()), "{err}");
+        assert!(
+            err.to_string().contains(&path.display().to_string()),
+            "{err}"
+        );
         // The corrupt file is left in place for inspection.
         assert!(path.exists());
     }

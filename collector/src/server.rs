@@ -71,7 +71,7 @@ pub async fn start(cfg: CollectorConfig, listener: Option<TcpListener>) -> Resul
     let addr = listener.local_addr()?;
     let state = Arc::new(AppState {
         cfg,
-        db,
+        db: db.clone(),
         store: store.clone(),
         indexer,
         metrics,
@@ -79,7 +79,7 @@ pub async fn start(cfg: CollectorConfig, listener: Option<TcpListener>) -> Resul
         started: Instant::now(),
     });
     let shutdown = CancellationToken::new();
-    spawn_retention(store, shutdown.clone());
+    spawn_retention(store, db.clone(), shutdown.clone());
     let serve = tokio::spawn(listener::serve(
         listener,
         Arc::new(tls),
@@ -96,9 +96,19 @@ pub async fn start(cfg: CollectorConfig, listener: Option<TcpListener>) -> Resul
     })
 }
 
-fn spawn_retention(store: Arc<Store>, shutdown: CancellationToken) {
+/// How long batch ids are remembered for duplicate detection. An agent
+/// retrying a batch older than this (after a two-week outage) would store it
+/// again; the spool's own limits make that unlikely.
+const BATCH_ID_RETENTION_DAYS: i64 = 14;
+
+fn spawn_retention(store: Arc<Store>, db: Arc<Db>, shutdown: CancellationToken) {
     tokio::spawn(async move {
         loop {
+            let before = Utc::now() - chrono::Duration::days(BATCH_ID_RETENTION_DAYS);
+            let d = db.clone();
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || d.prune_batches(before)).await {
+                tracing::warn!(error = %e, "pruning old batch ids failed");
+            }
             let s = store.clone();
             match tokio::task::spawn_blocking(move || s.apply_retention(Utc::now())).await {
                 Ok(Ok(days)) if !days.is_empty() => {

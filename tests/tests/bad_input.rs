@@ -1,6 +1,8 @@
 //! Bad input gets a clear answer and loses nothing else: gzip bombs, lines
 //! that are not JSON, broken gzip, bad batch ids, bad configs.
 
+#![allow(clippy::unwrap_used)]
+
 use vigie_e2e::{body_text, https_client, run, Agent, Collector};
 
 fn agent_client(collector: &Collector, agent: &Agent) -> reqwest::blocking::Client {

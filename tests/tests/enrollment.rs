@@ -1,6 +1,8 @@
 //! Enrollment and mTLS, with the real binaries: only a valid token enrolls,
 //! only this CA's certificates ship, the API wants its bearer token.
 
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use vigie_e2e::{body_text, https_client, run, Agent, Collector};

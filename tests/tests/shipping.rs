@@ -2,6 +2,8 @@
 //! endpoint arrive at the collector exactly once, across rotations, over real
 //! mTLS, and can be searched and exported.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::HashSet;
 use std::fs::OpenOptions;
 use std::io::Write;

@@ -131,7 +131,7 @@ fn tokens_are_not_stored_in_clear() {
     drop(db);
     let bytes = file_bytes(dir.path());
     assert!(!contains(&bytes, enroll.as_bytes()));
-    assert!(!contains(&bytes, enroll["vgt_".len()..].as_bytes()));
+    assert!(!contains(&bytes, &enroll.as_bytes()["vgt_".len()..]));
     assert!(!contains(&bytes, b"vga_supersecretadmintoken"));
     // The name is there (the search would have found a clear token too).
     assert!(contains(&bytes, b"admin"));
@@ -171,6 +171,12 @@ fn api_token_check() {
         db.add_api_token("admin", "secret-4"),
         Err(DbError::ApiTokenNameTaken(name)) if name == "admin"
     ));
+    // The same secret under a second name is refused too.
+    assert!(db.add_api_token("other", "secret-1").is_err());
+    assert_eq!(
+        db.check_api_token("secret-1").unwrap().as_deref(),
+        Some("admin")
+    );
 }
 
 #[test]
@@ -321,7 +327,7 @@ fn schema_version_is_recorded_and_newer_files_refused() {
         let v: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(v, super::MIGRATIONS.len() as i64);
+        assert_eq!(v, super::schema::MIGRATIONS.len() as i64);
         let mode: String = conn
             .query_row("PRAGMA journal_mode", [], |r| r.get(0))
             .unwrap();

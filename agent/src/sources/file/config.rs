@@ -196,7 +196,9 @@ mod tests {
         assert_eq!(o.read_from, ReadFrom::End);
         let m = o.multiline.unwrap();
         assert_eq!((m.timeout_ms, m.max_lines), (1000, 500));
-        assert!(toml::from_str::<FileSourceOptions>("include=[\"a\"]\nread_from=\"middle\"").is_err());
+        assert!(
+            toml::from_str::<FileSourceOptions>("include=[\"a\"]\nread_from=\"middle\"").is_err()
+        );
     }
 
     #[test]
@@ -205,6 +207,10 @@ mod tests {
         assert!(o.validate().unwrap_err().to_string().contains("include"));
         o.include = vec!["/a".into()];
         o.max_line_bytes = 0;
-        assert!(o.validate().unwrap_err().to_string().contains("max_line_bytes"));
+        assert!(o
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("max_line_bytes"));
     }
 }

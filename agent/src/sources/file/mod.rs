@@ -5,8 +5,9 @@
 //!   once when inotify reports a created, renamed or deleted entry); exclude
 //!   globs are matched against the full path and the file name.
 //! - **Identity**: a file is its fingerprint (xxh3 of its first line, see
-//!   [`fingerprint`]), never its inode alone; a file whose first line is not
-//!   complete is not read yet.
+//!   `fingerprint.rs`), never its inode alone; a file whose first line is not
+//!   complete is not read yet. Two files with identical first lines are one
+//!   file to the tailer (a limitation of every first-bytes identity).
 //! - **Start position**: a fingerprint with a checkpoint resumes there, at any
 //!   path; files found at the agent's very first start begin at `read_from`;
 //!   every file found later begins at 0.
@@ -35,6 +36,8 @@ mod tailer;
 mod tests;
 #[cfg(test)]
 mod tests_model;
+#[cfg(test)]
+mod tests_spawn;
 
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -240,7 +243,8 @@ impl Watches {
                 return None;
             }
         };
-        let mut dirs: Vec<(PathBuf, RecursiveMode)> = include.iter().map(|p| watch_root(p)).collect();
+        let mut dirs: Vec<(PathBuf, RecursiveMode)> =
+            include.iter().map(|p| watch_root(p)).collect();
         dirs.sort_by(|a, b| a.0.cmp(&b.0));
         dirs.dedup_by(|a, b| a.0 == b.0);
         let mut w = Watches {
@@ -254,13 +258,14 @@ impl Watches {
 
     fn add_missing(&mut self) {
         let watcher = &mut self.watcher;
-        self.missing.retain(|(dir, mode)| match watcher.watch(dir, *mode) {
-            Ok(()) => false,
-            Err(e) => {
-                tracing::debug!(dir = %dir.display(), error = %e, "cannot watch directory yet");
-                true
-            }
-        });
+        self.missing
+            .retain(|(dir, mode)| match watcher.watch(dir, *mode) {
+                Ok(()) => false,
+                Err(e) => {
+                    tracing::debug!(dir = %dir.display(), error = %e, "cannot watch directory yet");
+                    true
+                }
+            });
         self.last_retry = Instant::now();
     }
 
@@ -274,7 +279,11 @@ impl Watches {
 /// The directory to watch for a glob pattern: its longest literal prefix directory,
 /// recursively when the pattern has wildcards below it.
 fn watch_root(pattern: &str) -> (PathBuf, RecursiveMode) {
-    let is_glob = |c: &Component<'_>| c.as_os_str().to_string_lossy().contains(['*', '?', '[', '{']);
+    let is_glob = |c: &Component<'_>| {
+        c.as_os_str()
+            .to_string_lossy()
+            .contains(['*', '?', '[', '{'])
+    };
     let components: Vec<Component<'_>> = Path::new(pattern).components().collect();
     let (mut root, mode) = match components.iter().position(is_glob) {
         // A literal path: watch its directory.

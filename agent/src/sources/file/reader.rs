@@ -188,7 +188,6 @@ impl LineReader {
         }
     }
 
-
     fn offset_of(&self, index: usize) -> u64 {
         self.read_pos - (self.end - index) as u64
     }
@@ -265,7 +264,10 @@ mod tests {
         assert_eq!(r.line_start(), 13);
         assert!(r.has_partial());
         let last = r.take_partial(100).unwrap();
-        assert_eq!((last.bytes.as_slice(), last.end_offset), (&b"gamma-partial"[..], 26));
+        assert_eq!(
+            (last.bytes.as_slice(), last.end_offset),
+            (&b"gamma-partial"[..], 26)
+        );
     }
 
     #[test]
@@ -278,7 +280,10 @@ mod tests {
         assert_eq!(lines[0].bytes, vec![b'x'; 10]);
         assert!(lines[0].truncated);
         assert_eq!(lines[0].end_offset, 51);
-        assert_eq!((lines[1].bytes.as_slice(), lines[1].truncated), (&b"ok"[..], false));
+        assert_eq!(
+            (lines[1].bytes.as_slice(), lines[1].truncated),
+            (&b"ok"[..], false)
+        );
     }
 
     #[test]
@@ -302,6 +307,9 @@ mod tests {
         .unwrap();
         let lines = drain(&mut r, 100);
         assert_eq!(lines.len(), 1);
-        assert_eq!((lines[0].bytes.as_slice(), lines[0].offset), (&b"def"[..], 4));
+        assert_eq!(
+            (lines[0].bytes.as_slice(), lines[0].offset),
+            (&b"def"[..], 4)
+        );
     }
 }

@@ -218,7 +218,11 @@ impl Tailer {
                 .files
                 .values()
                 .filter(|f| f.fingerprint != fp && f.dead_since.is_none())
-                .filter_map(|f| f.reader.as_ref().map(|r| (r.has_buffered(), f.last_read_tick, f.fingerprint)))
+                .filter_map(|f| {
+                    f.reader
+                        .as_ref()
+                        .map(|r| (r.has_buffered(), f.last_read_tick, f.fingerprint))
+                })
                 .min();
             match victim.and_then(|(_, _, v)| self.files.get_mut(&v)) {
                 Some(v) => v.close(),
@@ -335,7 +339,10 @@ fn open_file(path: &Path) -> io::Result<File> {
         .custom_flags(libc::O_NONBLOCK)
         .open(path)?;
     if !file.metadata()?.is_file() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
     }
     Ok(file)
 }

@@ -176,7 +176,9 @@ impl Tailer {
             .iter()
             .filter_map(|(key, cp)| {
                 let hex = key.strip_prefix(&prefix)?;
-                let fp = u64::from_str_radix(hex, 16).ok().filter(|_| hex.len() == 16)?;
+                let fp = u64::from_str_radix(hex, 16)
+                    .ok()
+                    .filter(|_| hex.len() == 16)?;
                 Some((fp, cp.offset))
             })
             .collect();
@@ -357,7 +359,8 @@ impl Tailer {
         s.bytes_read.store(self.stats.bytes_read, Ordering::Relaxed);
         s.lines_truncated
             .store(self.stats.lines_truncated, Ordering::Relaxed);
-        s.read_errors.store(self.stats.read_errors, Ordering::Relaxed);
+        s.read_errors
+            .store(self.stats.read_errors, Ordering::Relaxed);
     }
 }
 
@@ -379,7 +382,6 @@ fn read_turn(
     let mut emitted = 0usize;
     let mut turn_bytes = 0usize;
     let mut checked = false;
-    f.last_read_tick = tick;
     loop {
         let Some(reader) = f.reader.as_mut() else {
             return Turn::Idle;
@@ -427,12 +429,15 @@ fn read_turn(
             *budget -= n;
             stats.bytes_read += n as u64;
             at_eof = n == 0;
+            if n > 0 {
+                f.last_read_tick = tick;
+            }
         }
         if !at_eof {
             continue;
         }
         reader.release_buffer_if_empty();
-        if !f.dead_since.is_some_and(|s| s < scan_count) {
+        if f.dead_since.is_none_or(|s| s >= scan_count) {
             return Turn::Idle;
         }
         // Gone since before the last scan and read to its end: hand out the last

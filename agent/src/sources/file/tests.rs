@@ -1,12 +1,11 @@
 //! Tailer behaviour tests: real files in temporary directories, `Tailer::poll`
-//! driven directly with `glob_interval_ms = 0` (a scan at every poll), and two
-//! tests through `spawn`. Waiting is bounded by generous deadlines only.
+//! driven directly with `glob_interval_ms = 0` (a scan at every poll). Tests
+//! through `spawn` are in `tests_spawn.rs`, the model test in `tests_model.rs`.
+//! Waiting is bounded by generous deadlines only.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use super::*;
@@ -109,8 +108,14 @@ fn assert_exactly_once(got: &[String], expected: &[String]) {
     assert_eq!(g, e, "lines read (sorted) differ from lines written");
     let generation = |s: &str| s.split('-').next().map(str::to_owned);
     for gen in expected.iter().filter_map(|s| generation(s)) {
-        let a: Vec<_> = got.iter().filter(|s| generation(s) == Some(gen.clone())).collect();
-        let b: Vec<_> = expected.iter().filter(|s| generation(s) == Some(gen.clone())).collect();
+        let a: Vec<_> = got
+            .iter()
+            .filter(|s| generation(s) == Some(gen.clone()))
+            .collect();
+        let b: Vec<_> = expected
+            .iter()
+            .filter(|s| generation(s) == Some(gen.clone()))
+            .collect();
         assert_eq!(a, b, "order within generation {gen}");
     }
 }
@@ -187,11 +192,19 @@ fn copytruncate_reads_lines_written_before_the_copy_from_the_copy() {
         }
         // Lines 5..9 are not read yet when logrotate copies then truncates.
         if gen > 0 {
-            fs::rename(dir.path().join("app.log.1"), dir.path().join(format!("app.log.{}", gen + 1)))
-                .unwrap();
+            fs::rename(
+                dir.path().join("app.log.1"),
+                dir.path().join(format!("app.log.{}", gen + 1)),
+            )
+            .unwrap();
         }
         fs::copy(&log, dir.path().join("app.log.1")).unwrap();
-        OpenOptions::new().write(true).open(&log).unwrap().set_len(0).unwrap();
+        OpenOptions::new()
+            .write(true)
+            .open(&log)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
         let mut out = Vec::new();
         t.poll(&mut out, 1000);
         let from_copy: Vec<_> = out
@@ -222,9 +235,16 @@ fn copytruncate_detected_when_the_file_regrew_past_the_position() {
     assert_eq!(texts(&drain(&mut t)), ["a-0"]);
     w.line("a-1");
     fs::copy(&log, dir.path().join("app.log.1")).unwrap();
-    OpenOptions::new().write(true).open(&log).unwrap().set_len(0).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(&log)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
     // The new content is longer than the old position before the tailer looks again.
-    let expected_new: Vec<String> = (0..5).map(|i| format!("b-{i}-with-a-longer-text")).collect();
+    let expected_new: Vec<String> = (0..5)
+        .map(|i| format!("b-{i}-with-a-longer-text"))
+        .collect();
     for s in &expected_new {
         w.line(s);
     }
@@ -270,7 +290,10 @@ fn restart_resumes_exactly_at_the_acknowledged_checkpoint() {
     let mut o = opts(dir.path(), &["app.log"]);
     o.read_from = ReadFrom::End;
     let mut t = Tailer::new("src", o, &cp, true).unwrap();
-    assert_eq!(texts(&drain(&mut t)), ["l6", "l7", "l8", "l9", "l10", "l11"]);
+    assert_eq!(
+        texts(&drain(&mut t)),
+        ["l6", "l7", "l8", "l9", "l10", "l11"]
+    );
 }
 
 #[test]
@@ -302,8 +325,13 @@ fn two_sources_on_one_file_keep_separate_positions() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("app.log");
     append(&log, "a\nb\nc\n");
-    let mut first = Tailer::new("first", opts(dir.path(), &["app.log"]), &Checkpoints::new(), false)
-        .unwrap();
+    let mut first = Tailer::new(
+        "first",
+        opts(dir.path(), &["app.log"]),
+        &Checkpoints::new(),
+        false,
+    )
+    .unwrap();
     let lines = drain(&mut first);
     let mut cp = Checkpoints::new();
     ack("first", &mut cp, &lines[..2]);
@@ -319,12 +347,18 @@ fn long_lines_are_truncated_flagged_and_skipped_to_the_next_line() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("app.log");
     let huge = "y".repeat(300_000);
-    append(&log, &format!("short\n{}\nafter\n{huge}\nend\n", "x".repeat(100)));
+    append(
+        &log,
+        &format!("short\n{}\nafter\n{huge}\nend\n", "x".repeat(100)),
+    );
     let mut o = opts(dir.path(), &["app.log"]);
     o.max_line_bytes = 16;
     let mut t = tailer(o);
     let lines = drain(&mut t);
-    let got: Vec<_> = lines.iter().map(|l| (String::from_utf8_lossy(&l.bytes).into_owned(), l.truncated)).collect();
+    let got: Vec<_> = lines
+        .iter()
+        .map(|l| (String::from_utf8_lossy(&l.bytes).into_owned(), l.truncated))
+        .collect();
     assert_eq!(
         got,
         [
@@ -390,7 +424,10 @@ fn recycled_inode_with_new_content_is_a_new_file() {
     fs::remove_file(&log).unwrap();
     append(&log, "third-0\nthird-1\nthird-2\nthird-3\n");
     let mut t = Tailer::new("src", opts(dir.path(), &["app.log"]), &cp, false).unwrap();
-    assert_eq!(texts(&drain(&mut t)), ["third-0", "third-1", "third-2", "third-3"]);
+    assert_eq!(
+        texts(&drain(&mut t)),
+        ["third-0", "third-1", "third-2", "third-3"]
+    );
 }
 
 #[test]
@@ -478,7 +515,15 @@ fn multiline_joins_continuation_lines_and_flushes_at_next_start_and_max_lines() 
     append(&log, "1 boom\n  at a\n  at b\n2 next\n  c1\n  c2\n  c3\n");
     let mut t = tailer(multiline_opts(dir.path(), 3_600_000, 3));
     let lines = drain(&mut t);
-    let got: Vec<_> = lines.iter().map(|l| (String::from_utf8_lossy(&l.bytes).into_owned(), l.lines_joined)).collect();
+    let got: Vec<_> = lines
+        .iter()
+        .map(|l| {
+            (
+                String::from_utf8_lossy(&l.bytes).into_owned(),
+                l.lines_joined,
+            )
+        })
+        .collect();
     assert_eq!(
         got,
         [
@@ -570,7 +615,10 @@ fn one_busy_file_does_not_starve_the_others() {
     let mut out = Vec::new();
     assert!(t.poll(&mut out, 100), "more is available");
     assert_eq!(out.len(), 100);
-    let small: Vec<_> = texts(&out).into_iter().filter(|s| s.starts_with('s')).collect();
+    let small: Vec<_> = texts(&out)
+        .into_iter()
+        .filter(|s| s.starts_with('s'))
+        .collect();
     assert_eq!(small, ["s1", "s2", "s3"]);
     let rest = drain(&mut t);
     assert_eq!(rest.len() + out.len(), 50_003);
@@ -588,7 +636,10 @@ fn more_files_than_max_open_files_are_all_read() {
     assert_eq!(drain(&mut t).len(), 6);
     for round in 1..3 {
         for f in 0..6 {
-            append(&dir.path().join(format!("f{f}.log")), &format!("f{f}-{round}\n"));
+            append(
+                &dir.path().join(format!("f{f}.log")),
+                &format!("f{f}-{round}\n"),
+            );
         }
         let mut got = texts(&drain(&mut t));
         got.sort();
@@ -604,7 +655,8 @@ fn files_older_than_ignore_older_secs_are_skipped_until_written_again() {
     let log = dir.path().join("old.log");
     append(&log, "ancient\n");
     let f = OpenOptions::new().append(true).open(&log).unwrap();
-    f.set_modified(SystemTime::now() - Duration::from_secs(7200)).unwrap();
+    f.set_modified(SystemTime::now() - Duration::from_secs(7200))
+        .unwrap();
     drop(f);
     let mut o = opts(dir.path(), &["*.log"]);
     o.ignore_older_secs = Some(3600);
@@ -612,78 +664,4 @@ fn files_older_than_ignore_older_secs_are_skipped_until_written_again() {
     assert!(drain(&mut t).is_empty());
     append(&log, "fresh\n");
     assert_eq!(texts(&drain(&mut t)), ["fresh"]);
-}
-
-fn recv_lines(rx: &mut tokio::sync::mpsc::Receiver<Vec<RawLine>>, n: usize) -> Vec<String> {
-    recv_lines_within(rx, n, DEADLINE)
-}
-
-fn recv_lines_within(
-    rx: &mut tokio::sync::mpsc::Receiver<Vec<RawLine>>,
-    n: usize,
-    wait: Duration,
-) -> Vec<String> {
-    let start = Instant::now();
-    let mut got = Vec::new();
-    while got.len() < n && start.elapsed() < wait {
-        match rx.try_recv() {
-            Ok(batch) => got.extend(texts(&batch)),
-            Err(_) => std::thread::sleep(Duration::from_millis(5)),
-        }
-    }
-    got
-}
-
-#[test]
-fn spawn_with_inotify_wakes_on_new_files_and_writes() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut o = opts(dir.path(), &["*.log"]);
-    // Polling and globbing are too slow to pass this test: only inotify can.
-    o.use_inotify = true;
-    o.poll_interval_ms = 3_600_000;
-    o.glob_interval_ms = 3_600_000;
-    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
-    let stop = Arc::new(AtomicBool::new(false));
-    let handle = spawn("src", o, &Checkpoints::new(), true, tx, Arc::clone(&stop)).unwrap();
-    // Give the thread time to set up its watch: retry creating files until one is seen.
-    let start = Instant::now();
-    let mut got = Vec::new();
-    let mut n = 0;
-    while got.is_empty() && start.elapsed() < DEADLINE {
-        append(&dir.path().join(format!("new{n}.log")), "hello\n");
-        n += 1;
-        got = recv_lines_within(&mut rx, 1, Duration::from_millis(200));
-        if got.is_empty() {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-    assert!(got.iter().all(|s| s == "hello") && !got.is_empty(), "{got:?}");
-    append(&dir.path().join("new0.log"), "more\n");
-    let got = recv_lines(&mut rx, 1);
-    assert!(got.contains(&"more".to_string()), "{got:?}");
-    stop.store(true, Ordering::Relaxed);
-    append(&dir.path().join("new0.log"), "wake\n"); // wake the thread so it sees `stop`
-    drop(rx);
-    handle.join().unwrap();
-}
-
-#[test]
-fn spawn_without_inotify_polls() {
-    let dir = tempfile::tempdir().unwrap();
-    append(&dir.path().join("a.log"), "a1\n");
-    let mut o = opts(dir.path(), &["*.log"]);
-    o.poll_interval_ms = 10;
-    o.glob_interval_ms = 10;
-    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
-    let stop = Arc::new(AtomicBool::new(false));
-    let t = Tailer::new("src", o, &Checkpoints::new(), false).unwrap();
-    let stats = t.stats_handle();
-    let handle = spawn_tailer(t, tx, Arc::clone(&stop)).unwrap();
-    assert_eq!(recv_lines(&mut rx, 1), ["a1"]);
-    append(&dir.path().join("b.log"), "b1\n");
-    assert_eq!(recv_lines(&mut rx, 1), ["b1"]);
-    stop.store(true, Ordering::Relaxed);
-    handle.join().unwrap();
-    assert_eq!(stats.get().lines_read, 2);
-    assert_eq!(stats.get().files_watched, 2);
 }

@@ -1,7 +1,8 @@
 //! Model test: random sequences of writes, partial writes, rename rotations,
 //! copytruncate rotations, deletions of fully read rotated files, polls with
 //! random budgets and restarts from the acknowledged checkpoints. Whatever the
-//! sequence, every complete line written is read exactly once.
+//! sequence, every complete line written is read exactly once (deleting and
+//! recreating the live file included).
 //!
 //! The model keeps, for the live file and each rotated file, the lines it
 //! holds. Rotated files are deleted only once all their lines were read (a
@@ -26,11 +27,16 @@ enum Action {
     WritePartial(usize),
     /// Rename app.log to app.log.1 (shifting older ones), write `late` lines to the
     /// renamed file, then reopen app.log.
-    RotateRename { late: usize },
+    RotateRename {
+        late: usize,
+    },
     /// Copy app.log to app.log.1 (shifting older ones), then truncate app.log.
     CopyTruncate,
     /// Delete the oldest rotated file if all its lines were read.
     DeleteOldest,
+    /// Delete app.log and create it again (its inode number is likely reused) if all
+    /// its lines were read.
+    RecreateLive,
     Poll(usize),
     /// Drop the tailer and start a new one from checkpoints of everything read.
     Restart,
@@ -43,6 +49,7 @@ fn action() -> impl Strategy<Value = Action> {
         1 => (0usize..3).prop_map(|late| Action::RotateRename { late }),
         1 => Just(Action::CopyTruncate),
         1 => Just(Action::DeleteOldest),
+        1 => Just(Action::RecreateLive),
         3 => (1usize..50).prop_map(Action::Poll),
         1 => Just(Action::Restart),
     ]
@@ -187,6 +194,13 @@ fn run(actions: Vec<Action>, fingerprint_bytes: usize, max_open_files: usize) {
                     }
                 }
             }
+            Action::RecreateLive => {
+                if m.partial.is_none() && m.live.iter().all(|l| seen.contains(l)) {
+                    fs::remove_file(m.path(0)).unwrap();
+                    m.live.clear();
+                    m.reopen();
+                }
+            }
             Action::Poll(max) => {
                 poll(&mut tailer, max, &mut read, &mut seen);
             }
@@ -222,14 +236,14 @@ fn run(actions: Vec<Action>, fingerprint_bytes: usize, max_open_files: usize) {
 
 proptest! {
     #![proptest_config(ProptestConfig {
-        cases: 1500,
+        cases: 256,
         failure_persistence: None,
         ..ProptestConfig::default()
     })]
 
     #[test]
     fn every_line_is_read_exactly_once(
-        actions in prop::collection::vec(action(), 1..40),
+        actions in prop::collection::vec(action(), 1..60),
         fingerprint_bytes in prop_oneof![Just(16usize), Just(1024usize)],
         max_open_files in prop_oneof![Just(1usize), Just(2usize), Just(1024usize)],
     ) {

@@ -1,0 +1,87 @@
+//! Tests through `spawn`: the tailer on its own thread, woken by inotify or by
+//! polling, sending batches on a tokio channel.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::tests::{append, opts, texts, DEADLINE};
+use super::*;
+use crate::checkpoint::Checkpoints;
+
+fn recv_lines(rx: &mut tokio::sync::mpsc::Receiver<Vec<RawLine>>, n: usize) -> Vec<String> {
+    recv_lines_within(rx, n, DEADLINE)
+}
+
+fn recv_lines_within(
+    rx: &mut tokio::sync::mpsc::Receiver<Vec<RawLine>>,
+    n: usize,
+    wait: Duration,
+) -> Vec<String> {
+    let start = Instant::now();
+    let mut got = Vec::new();
+    while got.len() < n && start.elapsed() < wait {
+        match rx.try_recv() {
+            Ok(batch) => got.extend(texts(&batch)),
+            Err(_) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+    got
+}
+
+#[test]
+fn spawn_with_inotify_wakes_on_new_files_and_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(dir.path(), &["*.log"]);
+    // Polling and globbing are too slow to pass this test: only inotify can.
+    o.use_inotify = true;
+    o.poll_interval_ms = 3_600_000;
+    o.glob_interval_ms = 3_600_000;
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+    let stop = Arc::new(AtomicBool::new(false));
+    let handle = spawn("src", o, &Checkpoints::new(), true, tx, Arc::clone(&stop)).unwrap();
+    // Give the thread time to set up its watch: retry creating files until one is seen.
+    let start = Instant::now();
+    let mut got = Vec::new();
+    let mut n = 0;
+    while got.is_empty() && start.elapsed() < DEADLINE {
+        append(&dir.path().join(format!("new{n}.log")), "hello\n");
+        n += 1;
+        got = recv_lines_within(&mut rx, 1, Duration::from_millis(200));
+        if got.is_empty() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    assert!(
+        got.iter().all(|s| s == "hello") && !got.is_empty(),
+        "{got:?}"
+    );
+    append(&dir.path().join("new0.log"), "more\n");
+    let got = recv_lines(&mut rx, 1);
+    assert!(got.contains(&"more".to_string()), "{got:?}");
+    stop.store(true, Ordering::Relaxed);
+    append(&dir.path().join("new0.log"), "wake\n"); // wake the thread so it sees `stop`
+    drop(rx);
+    handle.join().unwrap();
+}
+
+#[test]
+fn spawn_without_inotify_polls() {
+    let dir = tempfile::tempdir().unwrap();
+    append(&dir.path().join("a.log"), "a1\n");
+    let mut o = opts(dir.path(), &["*.log"]);
+    o.poll_interval_ms = 10;
+    o.glob_interval_ms = 10;
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+    let stop = Arc::new(AtomicBool::new(false));
+    let t = Tailer::new("src", o, &Checkpoints::new(), false).unwrap();
+    let stats = t.stats_handle();
+    let handle = spawn_tailer(t, tx, Arc::clone(&stop)).unwrap();
+    assert_eq!(recv_lines(&mut rx, 1), ["a1"]);
+    append(&dir.path().join("b.log"), "b1\n");
+    assert_eq!(recv_lines(&mut rx, 1), ["b1"]);
+    stop.store(true, Ordering::Relaxed);
+    handle.join().unwrap();
+    assert_eq!(stats.get().lines_read, 2);
+    assert_eq!(stats.get().files_watched, 2);
+}

@@ -1,0 +1,86 @@
+//! The control database schema: migrations applied in order, tracked by
+//! `PRAGMA user_version` (`MIGRATIONS[i]` upgrades version `i` to `i + 1`).
+//! Append new migrations; never edit one that has shipped.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::DbError;
+
+/// Schema migrations; `MIGRATIONS[i]` upgrades `user_version` `i` to `i + 1`.
+pub(super) const MIGRATIONS: &[&str] = &[
+    // 1: initial schema.
+    "
+    CREATE TABLE enrollment_tokens (
+        token_sha256 TEXT PRIMARY KEY,
+        grp          TEXT NOT NULL,
+        uses_total   INTEGER NOT NULL,
+        uses_left    INTEGER NOT NULL,
+        created_at   TEXT NOT NULL,
+        expires_at   TEXT
+    );
+    CREATE TABLE api_tokens (
+        token_sha256 TEXT PRIMARY KEY,
+        name         TEXT NOT NULL UNIQUE,
+        created_at   TEXT NOT NULL
+    );
+    CREATE TABLE agents (
+        id             TEXT PRIMARY KEY,
+        hostname       TEXT NOT NULL,
+        grp            TEXT NOT NULL,
+        version        TEXT,
+        enrolled_at    TEXT NOT NULL,
+        last_seen      TEXT,
+        cert_serial    TEXT NOT NULL,
+        cert_not_after TEXT NOT NULL,
+        stats          TEXT
+    );
+    CREATE TABLE certificates (
+        serial     TEXT PRIMARY KEY,
+        agent_id   TEXT NOT NULL,
+        not_after  TEXT NOT NULL,
+        issued_at  TEXT NOT NULL,
+        revoked_at TEXT
+    );
+    CREATE INDEX certificates_by_agent ON certificates(agent_id);
+    CREATE TABLE batches (
+        agent_id    TEXT NOT NULL,
+        stream      TEXT NOT NULL,
+        seq         INTEGER NOT NULL,
+        events      INTEGER NOT NULL,
+        received_at TEXT NOT NULL,
+        PRIMARY KEY (agent_id, stream, seq)
+    ) WITHOUT ROWID;
+    CREATE INDEX batches_by_time ON batches(received_at);
+    CREATE TABLE dead_letters (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        agent_id    TEXT NOT NULL,
+        stream      TEXT NOT NULL,
+        seq         INTEGER NOT NULL,
+        line_no     INTEGER NOT NULL,
+        reason      TEXT NOT NULL,
+        line        TEXT NOT NULL,
+        received_at TEXT NOT NULL
+    );
+    ",
+];
+
+/// Applies the migrations the file has not seen yet, in one transaction.
+pub(super) fn migrate(conn: &mut Connection) -> Result<(), DbError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Exclusive)?;
+    let found: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    let supported = i64::try_from(MIGRATIONS.len()).unwrap_or(i64::MAX);
+    if found > supported {
+        return Err(DbError::SchemaTooNew { found, supported });
+    }
+    for (version, sql) in MIGRATIONS
+        .iter()
+        .enumerate()
+        .skip(usize::try_from(found).unwrap_or(0))
+    {
+        tx.execute_batch(sql)?;
+        let next = i64::try_from(version + 1).unwrap_or(i64::MAX);
+        tx.pragma_update(None, "user_version", next)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
