@@ -195,10 +195,14 @@ impl AgentConfig {
             ));
         }
         if !(1..=9).contains(&b.compression_level) {
-            return Err(invalid("batch.compression_level must be between 1 and 9".into()));
+            return Err(invalid(
+                "batch.compression_level must be between 1 and 9".into(),
+            ));
         }
         if !(1..=64).contains(&b.max_in_flight) {
-            return Err(invalid("batch.max_in_flight must be between 1 and 64".into()));
+            return Err(invalid(
+                "batch.max_in_flight must be between 1 and 64".into(),
+            ));
         }
         let mut sources: Vec<SourceConfig> = Vec::new();
         for (i, table) in raw.sources.into_iter().enumerate() {
@@ -208,7 +212,10 @@ impl AgentConfig {
                 message,
             })?;
             if sources.iter().any(|o| o.name == s.name) {
-                return Err(invalid(format!("two sources are named {:?}; names must be unique", s.name)));
+                return Err(invalid(format!(
+                    "two sources are named {:?}; names must be unique",
+                    s.name
+                )));
             }
             sources.push(s);
         }
@@ -236,14 +243,27 @@ fn parse_source(i: usize, mut table: toml::Table) -> Result<SourceConfig, String
         match table.remove(key) {
             None => Ok(None),
             Some(toml::Value::String(s)) => Ok(Some(s)),
-            Some(other) => Err(format!("{}: expected a string, found {}", at(key), other.type_str())),
+            Some(other) => Err(format!(
+                "{}: expected a string, found {}",
+                at(key),
+                other.type_str()
+            )),
         }
     };
-    let name = take_str(&mut table, "name")?.ok_or_else(|| format!("{}: missing (every source needs a unique name)", at("name")))?;
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c)) {
-        return Err(format!("{}: {name:?} must be non-empty and use only letters, digits, '_', '-', '.'", at("name")));
+    let name = take_str(&mut table, "name")?
+        .ok_or_else(|| format!("{}: missing (every source needs a unique name)", at("name")))?;
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+    {
+        return Err(format!(
+            "{}: {name:?} must be non-empty and use only letters, digits, '_', '-', '.'",
+            at("name")
+        ));
     }
-    let kind = take_str(&mut table, "type")?.ok_or_else(|| format!("{}: missing (\"file\" or \"journald\")", at("type")))?;
+    let kind = take_str(&mut table, "type")?
+        .ok_or_else(|| format!("{}: missing (\"file\" or \"journald\")", at("type")))?;
     let format = take_str(&mut table, "format")?;
     let dataset = take_str(&mut table, "dataset")?.unwrap_or_else(|| name.clone());
     let codec = match &format {
@@ -256,7 +276,8 @@ fn parse_source(i: usize, mut table: toml::Table) -> Result<SourceConfig, String
             let opts: FileSourceOptions = toml::Value::Table(table)
                 .try_into()
                 .map_err(|e: toml::de::Error| format!("sources[{i}] ({name}): {}", e.message()))?;
-            opts.validate().map_err(|e| format!("sources[{i}] ({name}): {e}"))?;
+            opts.validate()
+                .map_err(|e| format!("sources[{i}] ({name}): {e}"))?;
             SourceKind::File(opts)
         }
         "journald" => {
@@ -265,7 +286,12 @@ fn parse_source(i: usize, mut table: toml::Table) -> Result<SourceConfig, String
                 .map_err(|e: toml::de::Error| format!("sources[{i}] ({name}): {}", e.message()))?;
             SourceKind::Journald(opts)
         }
-        other => return Err(format!("{}: unknown source type {other:?} (use \"file\" or \"journald\")", at("type"))),
+        other => {
+            return Err(format!(
+                "{}: unknown source type {other:?} (use \"file\" or \"journald\")",
+                at("type")
+            ))
+        }
     };
     Ok(SourceConfig {
         name,
@@ -291,10 +317,19 @@ fn source_line(text: &str, i: usize, message: &str) -> usize {
     let key = message
         .split('`')
         .nth(1)
-        .or_else(|| message.split_once('.').and_then(|(_, r)| r.split(':').next()))
+        .or_else(|| {
+            message
+                .split_once('.')
+                .and_then(|(_, r)| r.split(':').next())
+        })
         .unwrap_or("");
     if !key.is_empty() {
-        for (n, l) in text.lines().enumerate().skip(start).take(end.saturating_sub(start)) {
+        for (n, l) in text
+            .lines()
+            .enumerate()
+            .skip(start)
+            .take(end.saturating_sub(start))
+        {
             let t = l.trim_start();
             if t.starts_with(key) && t[key.len()..].trim_start().starts_with('=') {
                 return n + 1;
@@ -307,11 +342,13 @@ fn source_line(text: &str, i: usize, message: &str) -> usize {
 /// The 1-based line of a byte offset.
 pub fn line_of(text: &str, offset: Option<usize>) -> usize {
     match offset {
-        Some(o) => text.as_bytes()[..o.min(text.len())]
-            .iter()
-            .filter(|b| **b == b'\n')
-            .count()
-            + 1,
+        Some(o) => {
+            text.as_bytes()[..o.min(text.len())]
+                .iter()
+                .filter(|b| **b == b'\n')
+                .count()
+                + 1
+        }
         None => 0,
     }
 }

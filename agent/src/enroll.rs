@@ -127,10 +127,13 @@ pub async fn enroll(
         let why = serde_json::from_slice::<ErrorBody>(&answer.body)
             .map(|e| e.error.message)
             .unwrap_or_else(|_| String::from_utf8_lossy(&answer.body).into_owned());
-        bail!("enrollment refused by the collector ({}): {why}", answer.status);
+        bail!(
+            "enrollment refused by the collector ({}): {why}",
+            answer.status
+        );
     }
-    let resp: EnrollResponse =
-        serde_json::from_slice(&answer.body).context("the collector's answer is not an enrollment")?;
+    let resp: EnrollResponse = serde_json::from_slice(&answer.body)
+        .context("the collector's answer is not an enrollment")?;
     write_atomic(&files.key, key_pem.as_bytes(), 0o600)?;
     write_atomic(&files.cert, resp.cert_pem.as_bytes(), 0o644)?;
     let identity = Identity {
@@ -139,6 +142,10 @@ pub async fn enroll(
         group: resp.group,
         not_after: resp.not_after,
     };
-    write_atomic(&files.identity, &serde_json::to_vec_pretty(&identity)?, 0o644)?;
+    write_atomic(
+        &files.identity,
+        &serde_json::to_vec_pretty(&identity)?,
+        0o644,
+    )?;
     Ok(identity)
 }

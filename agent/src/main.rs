@@ -11,7 +11,11 @@ use vigie_agent::config::{system_hostname, AgentConfig, SourceKind};
 use vigie_agent::enroll::{self, IdentityFiles};
 
 #[derive(Parser)]
-#[command(name = "vigie-agent", version, about = "Vigie agent: tails logs and journald, ships them to the collector over mTLS")]
+#[command(
+    name = "vigie-agent",
+    version,
+    about = "Vigie agent: tails logs and journald, ships them to the collector over mTLS"
+)]
 struct Cli {
     /// Log format on stderr.
     #[arg(long, value_enum, global = true, default_value = "text")]
@@ -104,14 +108,25 @@ fn run(command: Command) -> Result<(), (u8, anyhow::Error)> {
                 None => token,
             };
             let id = runtime()?
-                .block_on(enroll::enroll(&collector, &ca, &token, &data_dir, &system_hostname()))
+                .block_on(enroll::enroll(
+                    &collector,
+                    &ca,
+                    &token,
+                    &data_dir,
+                    &system_hostname(),
+                ))
                 .map_err(|e| (1, e))?;
-            println!("enrolled as {} (group {}), certificate valid until {}", id.agent_id, id.group, id.not_after);
+            println!(
+                "enrolled as {} (group {}), certificate valid until {}",
+                id.agent_id, id.group, id.not_after
+            );
             Ok(())
         }
         Command::Run { config } => {
             let cfg = AgentConfig::load(&config).map_err(|e| (2, e.into()))?;
-            IdentityFiles::in_dir(&cfg.data_dir).load().map_err(|e| (2, e))?;
+            IdentityFiles::in_dir(&cfg.data_dir)
+                .load()
+                .map_err(|e| (2, e))?;
             let rt = runtime()?;
             rt.block_on(async move {
                 let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -126,18 +141,34 @@ fn run(command: Command) -> Result<(), (u8, anyhow::Error)> {
         Command::Check { config } => {
             let cfg = AgentConfig::load(&config).map_err(|e| (2, e.into()))?;
             println!("{}: configuration is valid", config.display());
-            println!("  collector: {} (CA {})", cfg.collector.url, cfg.collector.ca_file.display());
+            println!(
+                "  collector: {} (CA {})",
+                cfg.collector.url,
+                cfg.collector.ca_file.display()
+            );
             if !cfg.collector.ca_file.exists() {
                 println!("  warning: the CA file does not exist yet");
             }
             match IdentityFiles::in_dir(&cfg.data_dir).load() {
-                Ok((id, _, _)) => println!("  enrolled as {} (certificate valid until {})", id.agent_id, id.not_after),
-                Err(_) => println!("  not enrolled yet: run `vigie-agent enroll` before `vigie-agent run`"),
+                Ok((id, _, _)) => println!(
+                    "  enrolled as {} (certificate valid until {})",
+                    id.agent_id, id.not_after
+                ),
+                Err(_) => println!(
+                    "  not enrolled yet: run `vigie-agent enroll` before `vigie-agent run`"
+                ),
             }
             for s in &cfg.sources {
                 match &s.kind {
-                    SourceKind::File(o) => println!("  source {:?}: file, format {}, include {:?}", s.name, s.codec.name(), o.include),
-                    SourceKind::Journald(o) => println!("  source {:?}: journald, units {:?}", s.name, o.units),
+                    SourceKind::File(o) => println!(
+                        "  source {:?}: file, format {}, include {:?}",
+                        s.name,
+                        s.codec.name(),
+                        o.include
+                    ),
+                    SourceKind::Journald(o) => {
+                        println!("  source {:?}: journald, units {:?}", s.name, o.units)
+                    }
                 }
             }
             Ok(())

@@ -305,6 +305,9 @@ mod tests {
             cursor: "s=abc".into(),
         };
         assert!(t.acked(5, vec![p], &mut cp));
-        assert_eq!(cp.journald.get("journal").map(String::as_str), Some("s=abc"));
+        assert_eq!(
+            cp.journald.get("journal").map(String::as_str),
+            Some("s=abc")
+        );
     }
 }

@@ -25,7 +25,9 @@ use crate::checkpoint::CheckpointStore;
 use crate::client::CollectorClient;
 use crate::config::{AgentConfig, SourceKind};
 use crate::enroll::IdentityFiles;
-use crate::pipeline::{BatchBuilder, CheckpointTracker, Normalizer, Position, SealedBatch, SourceInfo};
+use crate::pipeline::{
+    BatchBuilder, CheckpointTracker, Normalizer, Position, SealedBatch, SourceInfo,
+};
 use crate::shipper::{ship, Backoff, ShipStats, Shipped};
 use crate::sources::file::{self, RawLine};
 use crate::sources::journald::{self, JournalRecord};
@@ -53,6 +55,7 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
     let (journal_tx, mut journal_rx) = mpsc::channel::<(Arc<str>, Vec<JournalRecord>)>(4);
     let mut infos = HashMap::new();
     let mut tailers = Vec::new();
+    let mut tailer_stats = Vec::new();
     for s in &cfg.sources {
         let name: Arc<str> = Arc::from(s.name.as_str());
         infos.insert(
@@ -64,9 +67,20 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
         );
         match &s.kind {
             SourceKind::File(opts) => {
-                match file::spawn(&s.name, opts.clone(), &checkpoints, !existed, file_tx.clone(), stop_sources.clone()) {
-                    Ok(h) => tailers.push(h),
-                    Err(e) => tracing::error!(source = %s.name, error = %e, "file source cannot start; other sources keep running"),
+                let started = file::Tailer::new(&s.name, opts.clone(), &checkpoints, !existed)
+                    .and_then(|t| {
+                        let stats = t.stats_handle();
+                        file::spawn_tailer(t, file_tx.clone(), stop_sources.clone())
+                            .map(|h| (h, stats))
+                    });
+                match started {
+                    Ok((h, stats)) => {
+                        tailers.push(h);
+                        tailer_stats.push((name.clone(), stats));
+                    }
+                    Err(e) => {
+                        tracing::error!(source = %s.name, error = %e, "file source cannot start; other sources keep running")
+                    }
                 }
             }
             SourceKind::Journald(opts) => {
@@ -86,7 +100,9 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
                 let opts = opts.clone();
                 let stop_rx = src_stop_rx.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = journald::run(src.clone(), opts, cursor, host, tx, stop_rx).await {
+                    if let Err(e) =
+                        journald::run(src.clone(), opts, cursor, host, tx, stop_rx).await
+                    {
                         tracing::error!(source = %src, error = %e, "journald source stopped; other sources keep running");
                     }
                 });
@@ -161,6 +177,18 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
                 }
             }
             _ = report.tick() => {
+                for (source, st) in &tailer_stats {
+                    let t = st.get();
+                    tracing::info!(
+                        source = %source,
+                        files = t.files_watched,
+                        lines_read = t.lines_read,
+                        bytes_read = t.bytes_read,
+                        lines_truncated = t.lines_truncated,
+                        read_errors = t.read_errors,
+                        "file source stats"
+                    );
+                }
                 tracing::info!(
                     events_acked = stats.events_acked.load(Ordering::Relaxed),
                     batches_acked = stats.batches_acked.load(Ordering::Relaxed),
@@ -187,7 +215,10 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
     drop(sealed_tx);
     drop(file_rx);
     let mut dispatcher = dispatcher;
-    if tokio::time::timeout(STOP_GRACE, &mut dispatcher).await.is_err() {
+    if tokio::time::timeout(STOP_GRACE, &mut dispatcher)
+        .await
+        .is_err()
+    {
         tracing::warn!("in-flight batches not acknowledged within the grace period; they will be sent again at the next start");
         let _ = abort_tx.send(true);
         let _ = dispatcher.await;
@@ -224,7 +255,8 @@ async fn dispatch(
         let Ok(permit) = permits.clone().acquire_owned().await else {
             break;
         };
-        let (client, stream, stats, acks) = (client.clone(), stream.clone(), stats.clone(), acks.clone());
+        let (client, stream, stats, acks) =
+            (client.clone(), stream.clone(), stats.clone(), acks.clone());
         let mut abort = abort.clone();
         tasks.spawn(async move {
             let outcome = ship(&client, &stream, &batch, level, backoff, &stats, &mut abort).await;
@@ -255,7 +287,9 @@ async fn save_checkpoints(
             let (s, snapshot) = (store.clone(), cp.clone());
             match tokio::task::spawn_blocking(move || s.save(&snapshot)).await {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::error!(error = %e, "saving checkpoints failed; lines may be sent again after a restart"),
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "saving checkpoints failed; lines may be sent again after a restart")
+                }
                 Err(e) => tracing::error!(error = %e, "checkpoint save task failed"),
             }
         }

@@ -122,21 +122,26 @@ pub async fn ship(
                     return Shipped::Delivered;
                 }
                 tracing::error!(batch = %id, events = batch.events, answer = %String::from_utf8_lossy(&a.body), "collector refused the batch as malformed; events dropped");
-                stats.events_dropped.fetch_add(batch.events as u64, Ordering::Relaxed);
+                stats
+                    .events_dropped
+                    .fetch_add(batch.events as u64, Ordering::Relaxed);
                 return Shipped::Refused;
             }
             Ok(a) if a.status == StatusCode::PAYLOAD_TOO_LARGE => {
                 tracing::error!(batch = %id, events = batch.events, bytes = batch.body.len(), "collector refused the batch as too large; events dropped (lower batch.max_bytes)");
-                stats.events_dropped.fetch_add(batch.events as u64, Ordering::Relaxed);
+                stats
+                    .events_dropped
+                    .fetch_add(batch.events as u64, Ordering::Relaxed);
                 return Shipped::Refused;
             }
             Ok(a) => {
                 wait = retry_after(&a.headers);
-                let level = if a.status.is_server_error() || a.status == StatusCode::TOO_MANY_REQUESTS {
-                    tracing::Level::WARN
-                } else {
-                    tracing::Level::ERROR
-                };
+                let level =
+                    if a.status.is_server_error() || a.status == StatusCode::TOO_MANY_REQUESTS {
+                        tracing::Level::WARN
+                    } else {
+                        tracing::Level::ERROR
+                    };
                 if level == tracing::Level::ERROR {
                     tracing::error!(batch = %id, status = %a.status, answer = %String::from_utf8_lossy(&a.body), "collector refused the batch; will retry");
                 } else {
@@ -148,7 +153,9 @@ pub async fn ship(
             }
         }
         stats.retries.fetch_add(1, Ordering::Relaxed);
-        let delay = wait.unwrap_or_else(|| backoff.delay(attempt)).min(backoff.max.max(Duration::from_secs(1)));
+        let delay = wait
+            .unwrap_or_else(|| backoff.delay(attempt))
+            .min(backoff.max.max(Duration::from_secs(1)));
         attempt = attempt.saturating_add(1);
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
@@ -159,9 +166,10 @@ pub async fn ship(
 
 fn delivered(stats: &ShipStats, batch: &SealedBatch, bytes: usize, rejected: u64) {
     stats.batches_acked.fetch_add(1, Ordering::Relaxed);
-    stats
-        .events_acked
-        .fetch_add(batch.events as u64 - rejected.min(batch.events as u64), Ordering::Relaxed);
+    stats.events_acked.fetch_add(
+        batch.events as u64 - rejected.min(batch.events as u64),
+        Ordering::Relaxed,
+    );
     stats.events_rejected.fetch_add(rejected, Ordering::Relaxed);
     stats.bytes_sent.fetch_add(bytes as u64, Ordering::Relaxed);
     let now = chrono::Utc::now().timestamp().max(0) as u64;
@@ -194,16 +202,25 @@ mod tests {
         };
         for _ in 0..50 {
             let d0 = b.delay(0);
-            assert!(d0 >= Duration::from_millis(50) && d0 <= Duration::from_millis(100), "{d0:?}");
+            assert!(
+                d0 >= Duration::from_millis(50) && d0 <= Duration::from_millis(100),
+                "{d0:?}"
+            );
             let d10 = b.delay(10);
-            assert!(d10 >= Duration::from_secs(1) && d10 <= Duration::from_secs(2), "{d10:?}");
+            assert!(
+                d10 >= Duration::from_secs(1) && d10 <= Duration::from_secs(2),
+                "{d10:?}"
+            );
         }
     }
 
     #[test]
     fn retry_after_seconds_is_read() {
         let mut h = http::HeaderMap::new();
-        h.insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("7"));
+        h.insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from_static("7"),
+        );
         assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
     }
 }

@@ -95,7 +95,11 @@ async fn require_token(State(st): Shared, req: Request, next: Next) -> Response 
         Ok(Some(_)) => next.run(req).await,
         Ok(None) => {
             add(&st.metrics.api_unauthorized, 1);
-            error(StatusCode::UNAUTHORIZED, "unauthorized", "unknown API token")
+            error(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "unknown API token",
+            )
         }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
     }
@@ -116,8 +120,16 @@ async fn metrics(State(st): Shared) -> Response {
     let text = st.metrics.render(&[
         ("vigie_agents", "Enrolled agents", agents as f64),
         ("vigie_store_days", "Day indexes on disk", stats.days as f64),
-        ("vigie_store_docs", "Events stored (committed)", stats.docs as f64),
-        ("vigie_store_bytes", "Bytes of the event indexes on disk", stats.bytes as f64),
+        (
+            "vigie_store_docs",
+            "Events stored (committed)",
+            stats.docs as f64,
+        ),
+        (
+            "vigie_store_bytes",
+            "Bytes of the event indexes on disk",
+            stats.bytes as f64,
+        ),
     ]);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
@@ -127,7 +139,11 @@ async fn enroll(State(st): Shared, body: Bytes) -> Response {
         Ok(r) => r,
         Err(e) => {
             add(&st.metrics.enrollments_refused, 1);
-            return error(StatusCode::BAD_REQUEST, "bad_request", format!("enrollment request: {e}"));
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("enrollment request: {e}"),
+            );
         }
     };
     let now = Utc::now();
@@ -139,12 +155,13 @@ async fn enroll(State(st): Shared, body: Bytes) -> Response {
             let (code, msg) = match e {
                 DbError::TokenUnknown => ("invalid_token", "unknown enrollment token"),
                 DbError::TokenExpired => ("token_expired", "enrollment token has expired"),
-                DbError::TokenExhausted => (
-                    "token_exhausted",
-                    "enrollment token has no uses left",
-                ),
+                DbError::TokenExhausted => ("token_exhausted", "enrollment token has no uses left"),
                 other => {
-                    return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", other.to_string())
+                    return error(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal",
+                        other.to_string(),
+                    )
                 }
             };
             return error(StatusCode::UNAUTHORIZED, code, msg);
@@ -210,10 +227,18 @@ async fn post_batch(
     match st.db.agent(&agent_id) {
         Ok(Some(a)) if !a.revoked && !st.db.is_serial_revoked(&serial).unwrap_or(true) => {}
         Ok(Some(_)) => {
-            return error(StatusCode::FORBIDDEN, "revoked", "this agent has been revoked")
+            return error(
+                StatusCode::FORBIDDEN,
+                "revoked",
+                "this agent has been revoked",
+            )
         }
         Ok(None) => {
-            return error(StatusCode::FORBIDDEN, "unknown_agent", "this agent is not enrolled here")
+            return error(
+                StatusCode::FORBIDDEN,
+                "unknown_agent",
+                "this agent is not enrolled here",
+            )
         }
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
     }
@@ -229,10 +254,17 @@ async fn post_batch(
         }
         None => {
             add(&st.metrics.batches_rejected, 1);
-            return error(StatusCode::BAD_REQUEST, "bad_batch_id", "missing Vigie-Batch header");
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_batch_id",
+                "missing Vigie-Batch header",
+            );
         }
     };
-    let gzip = match headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()) {
+    let gzip = match headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+    {
         None | Some("identity") => false,
         Some("gzip") => true,
         Some(other) => {
@@ -269,8 +301,13 @@ async fn post_batch(
         }
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
     };
-    add(&st.metrics.bytes_decompressed, decoded.decompressed_bytes as u64);
-    let _ = st.db.touch_agent(&agent_id, Utc::now(), version.as_deref(), None);
+    add(
+        &st.metrics.bytes_decompressed,
+        decoded.decompressed_bytes as u64,
+    );
+    let _ = st
+        .db
+        .touch_agent(&agent_id, Utc::now(), version.as_deref(), None);
     let rejected = decoded.rejected;
     let outcome = st
         .indexer
@@ -308,7 +345,11 @@ async fn post_batch(
             });
             (StatusCode::BAD_REQUEST, Json(body)).into_response()
         }
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string()),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            e.to_string(),
+        ),
     }
 }
 
@@ -334,16 +375,22 @@ struct Parsed {
     to: Option<DateTime<Utc>>,
 }
 
-fn parse_params(p: &EventsParams) -> Result<Parsed, Response> {
-    let query = parse_query(p.q.as_deref().unwrap_or(""))
-        .map_err(|e| error(StatusCode::BAD_REQUEST, "bad_query", e.to_string()))?;
-    let time = |name: &str, v: &Option<String>| -> Result<Option<DateTime<Utc>>, Response> {
+/// A `400` to send back: (code, message).
+type BadRequest = (&'static str, String);
+
+fn bad_request((code, message): BadRequest) -> Response {
+    error(StatusCode::BAD_REQUEST, code, message)
+}
+
+fn parse_params(p: &EventsParams) -> Result<Parsed, BadRequest> {
+    let query =
+        parse_query(p.q.as_deref().unwrap_or("")).map_err(|e| ("bad_query", e.to_string()))?;
+    let time = |name: &str, v: &Option<String>| -> Result<Option<DateTime<Utc>>, BadRequest> {
         v.as_deref()
             .filter(|s| !s.is_empty())
             .map(|s| {
                 parse_time(s, Utc::now()).ok_or_else(|| {
-                    error(
-                        StatusCode::BAD_REQUEST,
+                    (
                         "bad_time",
                         format!("{name}={s:?}: use RFC 3339 (2026-11-26T10:00:00Z) or now-15m"),
                     )
@@ -376,7 +423,7 @@ pub fn parse_time(s: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
 async fn search_events(State(st): Shared, Query(p): Query<EventsParams>) -> Response {
     let parsed = match parse_params(&p) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(e) => return bad_request(e),
     };
     let limit = p.limit.unwrap_or(100);
     if limit > MAX_LIMIT {
@@ -409,7 +456,7 @@ async fn export_events(State(st): Shared, Query(p): Query<EventsParams>) -> Resp
     }
     let parsed = match parse_params(&p) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(e) => return bad_request(e),
     };
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(16);
     let store = st.store.clone();
@@ -517,7 +564,9 @@ mod tests {
             "2026-11-26T11:45:00+00:00"
         );
         assert_eq!(
-            parse_time("2026-11-26T10:00:00+01:00", now).unwrap().to_rfc3339(),
+            parse_time("2026-11-26T10:00:00+01:00", now)
+                .unwrap()
+                .to_rfc3339(),
             "2026-11-26T09:00:00+00:00"
         );
         assert_eq!(parse_time("yesterday", now), None);

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use vigie_agent::config::line_of;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -236,8 +237,7 @@ impl CollectorConfig {
         let i = &self.ingest;
         if i.max_body_bytes == 0 || i.max_decompressed_bytes < i.max_body_bytes {
             return Err(
-                "ingest.max_decompressed_bytes must be at least ingest.max_body_bytes (> 0)"
-                    .into(),
+                "ingest.max_decompressed_bytes must be at least ingest.max_body_bytes (> 0)".into(),
             );
         }
         if self.enrollment.cert_validity_days == 0 {
@@ -254,18 +254,6 @@ impl CollectorConfig {
     /// The SQLite database.
     pub fn db_path(&self) -> PathBuf {
         self.data_dir.join("vigie.db")
-    }
-}
-
-/// The 1-based line of a byte offset in `text`.
-pub fn line_of(text: &str, offset: Option<usize>) -> usize {
-    match offset {
-        Some(o) => text.as_bytes()[..o.min(text.len())]
-            .iter()
-            .filter(|b| **b == b'\n')
-            .count()
-            + 1,
-        None => 0,
     }
 }
 
@@ -302,7 +290,9 @@ key_file = "pki/server.key"
     fn unknown_key_names_key_and_line() {
         let dir = tempfile::tempdir().unwrap();
         let text = format!("{MINIMAL}\n[storage]\nretention = 3\n");
-        let err = CollectorConfig::load(&write(dir.path(), &text)).unwrap_err().to_string();
+        let err = CollectorConfig::load(&write(dir.path(), &text))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("retention"), "{err}");
         assert!(err.contains(":12:"), "{err}");
     }
@@ -311,7 +301,9 @@ key_file = "pki/server.key"
     fn invalid_value_is_explained() {
         let dir = tempfile::tempdir().unwrap();
         let text = format!("{MINIMAL}\n[storage]\nwriter_threads = 0\n");
-        let err = CollectorConfig::load(&write(dir.path(), &text)).unwrap_err().to_string();
+        let err = CollectorConfig::load(&write(dir.path(), &text))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("storage.writer_threads"), "{err}");
     }
 }

@@ -284,7 +284,9 @@ impl Worker {
         let pending = std::mem::take(&mut self.pending);
         let waiters = std::mem::take(&mut self.dup_waiters);
         self.pending_ids.clear();
-        self.metrics.events_pending.store(0, std::sync::atomic::Ordering::Relaxed);
+        self.metrics
+            .events_pending
+            .store(0, std::sync::atomic::Ordering::Relaxed);
         let events = std::mem::take(&mut self.pending_events) as u64;
         self.oldest = None;
         let ids: Vec<(String, String, u64, u64)> = pending
@@ -348,7 +350,10 @@ mod tests {
         let e0 = vigie_event::Event::from_map(d.events[0].clone());
         assert_eq!(e0.get_str("agent.id"), Some("agt_1"));
         assert!(e0.get_str("event.ingested").is_some());
-        assert!(e0.get_str("@timestamp").is_some(), "missing @timestamp gets the ingest time");
+        assert!(
+            e0.get_str("@timestamp").is_some(),
+            "missing @timestamp gets the ingest time"
+        );
         let e1 = vigie_event::Event::from_map(d.events[1].clone());
         assert_eq!(e1.get_str("@timestamp"), Some("2026-11-26T10:00:00Z"));
         let lines: Vec<usize> = d.rejected.iter().map(|r| r.0).collect();
@@ -359,7 +364,10 @@ mod tests {
     fn bomb_and_count_limits() {
         let big = vec![b' '; 2 << 20];
         let err = decode_batch(&vigie_wire::gzip(&big, 9), true, &cfg(), "a", Utc::now());
-        assert!(matches!(err, Err(BatchError::Decompress(DecompressError::TooLarge { .. }))));
+        assert!(matches!(
+            err,
+            Err(BatchError::Decompress(DecompressError::TooLarge { .. }))
+        ));
         let many = "{}\n".repeat(101);
         let err = decode_batch(many.as_bytes(), false, &cfg(), "a", Utc::now());
         assert!(matches!(err, Err(BatchError::TooManyEvents { max: 100 })));

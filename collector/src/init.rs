@@ -35,22 +35,16 @@ pub struct InitOutcome {
 
 /// The names a server certificate gets when none are given.
 pub fn default_hostnames() -> Vec<String> {
-    let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
-    if let Some(h) = system_hostname() {
-        if !names.contains(&h) {
-            names.push(h);
-        }
+    let mut names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
+    let h = vigie_agent::config::system_hostname();
+    if !names.contains(&h) {
+        names.push(h);
     }
     names
-}
-
-/// This machine's hostname, if it can be read.
-pub fn system_hostname() -> Option<String> {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
-        .ok()
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
 }
 
 /// Writes a file that must not exist yet, with `mode`.
@@ -87,21 +81,37 @@ pub fn init(opts: &InitOptions) -> Result<InitOutcome> {
         .create(&pki_dir)
         .with_context(|| format!("cannot create {}", pki_dir.display()))?;
 
-    let ca_name = opts.hostnames.first().cloned().unwrap_or_else(|| "collector".into());
+    let ca_name = opts
+        .hostnames
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "collector".into());
     let ca = pki::create_ca(&ca_name).context("creating the CA")?;
     let server = pki::issue_server_cert(&ca, &opts.hostnames, opts.server_cert_days)
         .context("issuing the server certificate")?;
     let ca_path = pki_dir.join("ca.pem");
     write_new(&ca_path, ca.cert_pem.as_bytes(), 0o644)?;
     write_new(&pki_dir.join("ca.key"), ca.key_pem.as_bytes(), 0o600)?;
-    write_new(&pki_dir.join("server.pem"), server.cert_pem.as_bytes(), 0o644)?;
-    write_new(&pki_dir.join("server.key"), server.key_pem.as_bytes(), 0o600)?;
+    write_new(
+        &pki_dir.join("server.pem"),
+        server.cert_pem.as_bytes(),
+        0o644,
+    )?;
+    write_new(
+        &pki_dir.join("server.key"),
+        server.key_pem.as_bytes(),
+        0o600,
+    )?;
 
     let db = Db::open(&dir.join("vigie.db")).context("creating the database")?;
     let admin_token = format!("vga_{}", hex::encode(rand::random::<[u8; 24]>()));
     db.add_api_token("admin", &admin_token)
         .context("storing the admin token")?;
-    write_new(&dir.join("admin.token"), format!("{admin_token}\n").as_bytes(), 0o600)?;
+    write_new(
+        &dir.join("admin.token"),
+        format!("{admin_token}\n").as_bytes(),
+        0o600,
+    )?;
 
     let config = render_config(opts);
     write_new(&config_path, config.as_bytes(), 0o640)?;
@@ -170,7 +180,11 @@ mod tests {
         let out = init(&opts(&dir)).unwrap();
         let cfg = CollectorConfig::load(&out.config_path).unwrap();
         assert!(cfg.tls.ca_key_file.exists());
-        for (f, mode) in [("pki/ca.key", 0o600), ("pki/server.key", 0o600), ("admin.token", 0o600)] {
+        for (f, mode) in [
+            ("pki/ca.key", 0o600),
+            ("pki/server.key", 0o600),
+            ("admin.token", 0o600),
+        ] {
             let m = std::fs::metadata(dir.join(f)).unwrap().permissions().mode() & 0o777;
             assert_eq!(m, mode, "{f}");
         }

@@ -13,7 +13,11 @@ use vigie_collector::db::Db;
 use vigie_collector::{init, quickstart, server};
 
 #[derive(Parser)]
-#[command(name = "vigie-collector", version, about = "Vigie collector: enrolls agents, ingests and stores their events, serves the SOC's API")]
+#[command(
+    name = "vigie-collector",
+    version,
+    about = "Vigie collector: enrolls agents, ingests and stores their events, serves the SOC's API"
+)]
 struct Cli {
     /// Log format on stderr.
     #[arg(long, value_enum, global = true, default_value = "text")]
@@ -84,9 +88,9 @@ enum TokenCommand {
     },
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("VIGIE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -104,7 +108,12 @@ enum Failure {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    // The demo prints its own summary; keep its log to warnings unless asked.
+    let default_level = match cli.command {
+        Command::Quickstart { .. } => "warn",
+        _ => "info",
+    };
+    init_logging(cli.log_format, default_level);
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::Config(e)) => {
@@ -150,8 +159,14 @@ fn run(command: Command) -> Result<(), Failure> {
             .map_err(Failure::Config)?;
             println!("created {}", out.config_path.display());
             println!("CA certificate for agents: {}", out.ca_path.display());
-            println!("admin API token: stored in {}", out.config_path.with_file_name("admin.token").display());
-            println!("next: vigie-collector serve --config {}", out.config_path.display());
+            println!(
+                "admin API token: stored in {}",
+                out.config_path.with_file_name("admin.token").display()
+            );
+            println!(
+                "next: vigie-collector serve --config {}",
+                out.config_path.display()
+            );
             Ok(())
         }
         Command::Serve { config } => {
@@ -171,11 +186,15 @@ fn run(command: Command) -> Result<(), Failure> {
         } => {
             let cfg = load(&config)?;
             if uses == 0 {
-                return Err(Failure::Config(anyhow::anyhow!("--uses must be at least 1")));
+                return Err(Failure::Config(anyhow::anyhow!(
+                    "--uses must be at least 1"
+                )));
             }
             let ttl = ttl
                 .map(Into::into)
-                .unwrap_or(std::time::Duration::from_secs(cfg.enrollment.token_ttl_secs));
+                .unwrap_or(std::time::Duration::from_secs(
+                    cfg.enrollment.token_ttl_secs,
+                ));
             let db = Db::open(&cfg.db_path()).map_err(|e| Failure::Runtime(e.into()))?;
             let token = db
                 .create_enrollment_token(uses, Some(ttl), &group)

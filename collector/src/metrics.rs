@@ -33,19 +33,71 @@ impl Metrics {
     /// Renders every counter, plus the gauges given by the caller.
     pub fn render(&self, gauges: &[(&str, &str, f64)]) -> String {
         let counters: [(&str, &str, &AtomicU64); 13] = [
-            ("vigie_batches_received_total", "Agent batches received", &self.batches_received),
-            ("vigie_batches_duplicate_total", "Batches already stored, answered as duplicates", &self.batches_duplicate),
-            ("vigie_batches_rejected_total", "Batches refused (bad header, too large, corrupt)", &self.batches_rejected),
-            ("vigie_events_stored_total", "Events durably stored", &self.events_stored),
-            ("vigie_events_rejected_total", "Event lines sent to the dead-letter store", &self.events_rejected),
-            ("vigie_bytes_received_total", "Compressed batch bytes received", &self.bytes_received),
-            ("vigie_bytes_decompressed_total", "Batch bytes after decompression", &self.bytes_decompressed),
-            ("vigie_commits_total", "Store commits (each acknowledges the batches it holds)", &self.commits),
-            ("vigie_commit_errors_total", "Store commits that failed (their batches were not acknowledged)", &self.commit_errors),
-            ("vigie_enrollments_total", "Agents enrolled", &self.enrollments),
-            ("vigie_enrollments_refused_total", "Enrollment requests refused", &self.enrollments_refused),
-            ("vigie_api_requests_total", "API requests", &self.api_requests),
-            ("vigie_api_unauthorized_total", "API requests refused for a missing or wrong token", &self.api_unauthorized),
+            (
+                "vigie_batches_received_total",
+                "Agent batches received",
+                &self.batches_received,
+            ),
+            (
+                "vigie_batches_duplicate_total",
+                "Batches already stored, answered as duplicates",
+                &self.batches_duplicate,
+            ),
+            (
+                "vigie_batches_rejected_total",
+                "Batches refused (bad header, too large, corrupt)",
+                &self.batches_rejected,
+            ),
+            (
+                "vigie_events_stored_total",
+                "Events durably stored",
+                &self.events_stored,
+            ),
+            (
+                "vigie_events_rejected_total",
+                "Event lines sent to the dead-letter store",
+                &self.events_rejected,
+            ),
+            (
+                "vigie_bytes_received_total",
+                "Compressed batch bytes received",
+                &self.bytes_received,
+            ),
+            (
+                "vigie_bytes_decompressed_total",
+                "Batch bytes after decompression",
+                &self.bytes_decompressed,
+            ),
+            (
+                "vigie_commits_total",
+                "Store commits (each acknowledges the batches it holds)",
+                &self.commits,
+            ),
+            (
+                "vigie_commit_errors_total",
+                "Store commits that failed (their batches were not acknowledged)",
+                &self.commit_errors,
+            ),
+            (
+                "vigie_enrollments_total",
+                "Agents enrolled",
+                &self.enrollments,
+            ),
+            (
+                "vigie_enrollments_refused_total",
+                "Enrollment requests refused",
+                &self.enrollments_refused,
+            ),
+            (
+                "vigie_api_requests_total",
+                "API requests",
+                &self.api_requests,
+            ),
+            (
+                "vigie_api_unauthorized_total",
+                "API requests refused for a missing or wrong token",
+                &self.api_unauthorized,
+            ),
         ];
         let mut out = String::with_capacity(4096);
         for (name, help, c) in counters {
@@ -75,7 +127,8 @@ mod tests {
         let m = Metrics::default();
         add(&m.events_stored, 5);
         let text = m.render(&[("vigie_agents", "Enrolled agents", 2.0)]);
-        assert!(text.contains("# TYPE vigie_events_stored_total counter\nvigie_events_stored_total 5\n"));
+        assert!(text
+            .contains("# TYPE vigie_events_stored_total counter\nvigie_events_stored_total 5\n"));
         assert!(text.contains("vigie_agents 2\n"));
     }
 }

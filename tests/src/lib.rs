@@ -27,9 +27,19 @@ pub fn bin(name: &str) -> PathBuf {
     if !path.exists() {
         BUILD.call_once(|| {
             let status = Command::new(env!("CARGO"))
-                .args(["build", "-p", "vigie-agent", "-p", "vigie-collector", "--bins"])
+                .args([
+                    "build",
+                    "-p",
+                    "vigie-agent",
+                    "-p",
+                    "vigie-collector",
+                    "--bins",
+                ])
                 .status();
-            assert!(status.is_ok_and(|s| s.success()), "building the binaries failed");
+            assert!(
+                status.is_ok_and(|s| s.success()),
+                "building the binaries failed"
+            );
         });
     }
     path
@@ -85,7 +95,9 @@ impl Proc {
     /// Sends SIGTERM and waits (up to `timeout`) for a clean exit.
     pub fn terminate(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         let pid = self.child.id() as i32;
-        let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
         let start = Instant::now();
         while start.elapsed() < timeout {
             if let Ok(Some(s)) = self.child.try_wait() {
@@ -124,7 +136,10 @@ pub struct Collector {
 }
 
 /// An HTTPS client trusting only `ca_pem`, with an optional client identity.
-pub fn https_client(ca_pem: &str, identity: Option<(&str, &str)>) -> Result<reqwest::blocking::Client> {
+pub fn https_client(
+    ca_pem: &str,
+    identity: Option<(&str, &str)>,
+) -> Result<reqwest::blocking::Client> {
     let tls = vigie_wire::pki::client_tls_config(ca_pem, identity)?;
     Ok(reqwest::blocking::Client::builder()
         .use_preconfigured_tls(tls)
@@ -141,16 +156,29 @@ impl Collector {
         let dir_s = dir.to_string_lossy().into_owned();
         let out = run(
             "vigie-collector",
-            &["init", "--data-dir", &dir_s, "--listen", &listen, "--hostname", "127.0.0.1", "--hostname", "localhost"],
+            &[
+                "init",
+                "--data-dir",
+                &dir_s,
+                "--listen",
+                &listen,
+                "--hostname",
+                "127.0.0.1",
+                "--hostname",
+                "localhost",
+            ],
         );
         if !out.status.success() {
             bail!("init failed: {}", String::from_utf8_lossy(&out.stderr));
         }
         // Short commits keep tests quick; the default is tuned for load.
         let cfg_path = dir.join("collector.toml");
-        let cfg = std::fs::read_to_string(&cfg_path)?.replace("commit_interval_ms = 500", "commit_interval_ms = 100");
+        let cfg = std::fs::read_to_string(&cfg_path)?
+            .replace("commit_interval_ms = 500", "commit_interval_ms = 100");
         std::fs::write(&cfg_path, cfg)?;
-        let token = std::fs::read_to_string(dir.join("admin.token"))?.trim().to_owned();
+        let token = std::fs::read_to_string(dir.join("admin.token"))?
+            .trim()
+            .to_owned();
         let ca = std::fs::read_to_string(dir.join("pki/ca.pem"))?;
         let mut c = Collector {
             dir,
@@ -169,7 +197,8 @@ impl Collector {
         let p = Proc::spawn(
             "vigie-collector",
             &["serve", "--config", &cfg.to_string_lossy()],
-            self.dir.join(format!("serve-{}.log", Instant::now().elapsed().as_nanos())),
+            self.dir
+                .join(format!("serve-{}.log", Instant::now().elapsed().as_nanos())),
         )?;
         self.proc = Some(p);
         let start = Instant::now();
@@ -212,7 +241,10 @@ impl Collector {
         args.extend_from_slice(extra);
         let out = run("vigie-collector", &args);
         if !out.status.success() {
-            bail!("token create failed: {}", String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "token create failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         Ok(String::from_utf8(out.stdout)?.trim().to_owned())
     }
@@ -251,7 +283,12 @@ impl Collector {
                 continue;
             }
             let v: Value = serde_json::from_str(&line)?;
-            out.push(v.get("message").and_then(Value::as_str).unwrap_or("").to_owned());
+            out.push(
+                v.get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned(),
+            );
         }
         Ok(out)
     }
@@ -263,7 +300,9 @@ impl Collector {
         if status != 200 {
             bail!("search answered {status}: {v}");
         }
-        v.get("total").and_then(Value::as_u64).ok_or_else(|| anyhow!("no total in {v}"))
+        v.get("total")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| anyhow!("no total in {v}"))
     }
 
     /// Waits until `count(query)` reaches `n` (or the timeout passes) and returns the last count.
@@ -330,13 +369,22 @@ impl Agent {
     }
 
     pub fn start(&mut self) -> Result<()> {
-        let log = self.dir.join(format!("agent-{}.log", std::process::id() as u128 * 1000 + self.runs()));
-        self.proc = Some(Proc::spawn("vigie-agent", &["run", "--config", &self.config.to_string_lossy()], log)?);
+        let log = self.dir.join(format!(
+            "agent-{}.log",
+            std::process::id() as u128 * 1000 + self.runs()
+        ));
+        self.proc = Some(Proc::spawn(
+            "vigie-agent",
+            &["run", "--config", &self.config.to_string_lossy()],
+            log,
+        )?);
         Ok(())
     }
 
     fn runs(&self) -> u128 {
-        std::fs::read_dir(&self.dir).map(|d| d.count() as u128).unwrap_or(0)
+        std::fs::read_dir(&self.dir)
+            .map(|d| d.count() as u128)
+            .unwrap_or(0)
     }
 
     /// The agent's client identity (cert PEM, key PEM).

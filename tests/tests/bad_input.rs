@@ -60,17 +60,38 @@ fn bad_configs_name_the_key_and_line() {
         "data_dir = \"/tmp/x\"\n[collector]\nurl = \"https://c:8443\"\nca_file = \"ca.pem\"\n\n[[sources]]\nname = \"auth\"\ntype = \"file\"\ninclude = [\"/var/log/auth.log\"]\nformat = \"syslog\"\nread_form = \"end\"\n",
     )
     .unwrap();
-    let out = run("vigie-agent", &["check", "--config", &cfg.to_string_lossy()]);
+    let out = run(
+        "vigie-agent",
+        &["check", "--config", &cfg.to_string_lossy()],
+    );
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("agent.toml:11:") && err.contains("read_form"), "{err}");
+    assert!(
+        err.contains("agent.toml:11:") && err.contains("read_form"),
+        "{err}"
+    );
 
-    std::fs::write(&cfg, "data_dir = \"/tmp/x\"\n[collector]\nurl = \"https://c:8443\"\nca_file = \"ca.pem\"\n").unwrap();
-    let out = run("vigie-agent", &["check", "--config", &cfg.to_string_lossy()]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(
+        &cfg,
+        "data_dir = \"/tmp/x\"\n[collector]\nurl = \"https://c:8443\"\nca_file = \"ca.pem\"\n",
+    )
+    .unwrap();
+    let out = run(
+        "vigie-agent",
+        &["check", "--config", &cfg.to_string_lossy()],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("not enrolled yet"));
 
-    let out = run("vigie-collector", &["serve", "--config", "/nonexistent/collector.toml"]);
+    let out = run(
+        "vigie-collector",
+        &["serve", "--config", "/nonexistent/collector.toml"],
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/collector.toml"));
 }

@@ -33,10 +33,15 @@ fn tokens_are_checked_and_consumed() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("unknown enrollment token"), "{err}");
-    assert!(!tmp.path().join("a1/agent.key").exists(), "nothing written on refusal");
+    assert!(
+        !tmp.path().join("a1/agent.key").exists(),
+        "nothing written on refusal"
+    );
 
     let once = collector.token(&[]).unwrap();
-    assert!(enroll(&collector, &once, &tmp.path().join("a2")).status.success());
+    assert!(enroll(&collector, &once, &tmp.path().join("a2"))
+        .status
+        .success());
     let out = enroll(&collector, &once, &tmp.path().join("a3"));
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no uses left"));
@@ -47,10 +52,18 @@ fn tokens_are_checked_and_consumed() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("expired"));
 
-    let twice = collector.token(&["--uses", "2", "--group", "bastions"]).unwrap();
-    assert!(enroll(&collector, &twice, &tmp.path().join("a5")).status.success());
-    assert!(enroll(&collector, &twice, &tmp.path().join("a6")).status.success());
-    assert!(!enroll(&collector, &twice, &tmp.path().join("a7")).status.success());
+    let twice = collector
+        .token(&["--uses", "2", "--group", "bastions"])
+        .unwrap();
+    assert!(enroll(&collector, &twice, &tmp.path().join("a5"))
+        .status
+        .success());
+    assert!(enroll(&collector, &twice, &tmp.path().join("a6"))
+        .status
+        .success());
+    assert!(!enroll(&collector, &twice, &tmp.path().join("a7"))
+        .status
+        .success());
 
     let (_, agents) = collector.get("/api/v1/agents").unwrap();
     let items = agents["items"].as_array().unwrap();
@@ -58,7 +71,10 @@ fn tokens_are_checked_and_consumed() {
     assert_eq!(items.iter().filter(|a| a["group"] == "bastions").count(), 2);
     // The key never left the agent; it is private on disk.
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(tmp.path().join("a2/agent.key")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(tmp.path().join("a2/agent.key"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
 }
 
@@ -83,7 +99,10 @@ fn batches_need_a_certificate_from_this_ca() {
     // A certificate from another CA fails the TLS handshake.
     let (cert, key) = foreign.identity().unwrap();
     let client = https_client(&ca, Some((&cert, &key))).unwrap();
-    assert!(post(&client).is_err(), "a foreign client certificate must be refused");
+    assert!(
+        post(&client).is_err(),
+        "a foreign client certificate must be refused"
+    );
 
     // No certificate: TLS is fine (enrollment needs that) but batches are refused.
     let anon = https_client(&ca, None).unwrap();
@@ -102,7 +121,11 @@ fn batches_need_a_certificate_from_this_ca() {
     assert_eq!(collector.count("").unwrap(), 1);
 
     // The agent trusts only its CA: a collector with another CA is refused.
-    let wrong_ca = https_client(&std::fs::read_to_string(other.ca_path()).unwrap(), Some((&cert, &key))).unwrap();
+    let wrong_ca = https_client(
+        &std::fs::read_to_string(other.ca_path()).unwrap(),
+        Some((&cert, &key)),
+    )
+    .unwrap();
     assert!(post(&wrong_ca).is_err());
 }
 
@@ -110,7 +133,11 @@ fn batches_need_a_certificate_from_this_ca() {
 fn api_requires_the_bearer_token() {
     let tmp = tempfile::tempdir().unwrap();
     let collector = Collector::start(tmp.path()).unwrap();
-    let r = collector.http().get(collector.url("/api/v1/events")).send().unwrap();
+    let r = collector
+        .http()
+        .get(collector.url("/api/v1/events"))
+        .send()
+        .unwrap();
     assert_eq!(r.status().as_u16(), 401);
     let r = collector
         .http()
@@ -121,7 +148,11 @@ fn api_requires_the_bearer_token() {
     assert_eq!(r.status().as_u16(), 401);
     let (status, _) = collector.get("/api/v1/events").unwrap();
     assert_eq!(status, 200);
-    let r = collector.http().get(collector.url("/metrics")).send().unwrap();
+    let r = collector
+        .http()
+        .get(collector.url("/metrics"))
+        .send()
+        .unwrap();
     assert!(body_text(r).contains("vigie_events_stored_total"));
     let (status, v) = collector.get("/api/v1/events?q=(unclosed").unwrap();
     assert_eq!(status, 400);

@@ -15,10 +15,17 @@ use vigie_e2e::{Agent, Collector};
 const BATCH: &str = "max_events = 2000\ntimeout_ms = 200";
 
 fn append(path: &Path, from: usize, to: usize) {
-    let mut f = OpenOptions::new().create(true).append(true).open(path).unwrap();
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
     let mut buf = String::with_capacity((to - from) * 64);
     for i in from..to {
-        buf.push_str(&format!("e2e line {i:06} user=alice action=login src=198.51.100.{}\n", i % 250));
+        buf.push_str(&format!(
+            "e2e line {i:06} user=alice action=login src=198.51.100.{}\n",
+            i % 250
+        ));
     }
     f.write_all(buf.as_bytes()).unwrap();
     f.sync_all().unwrap();
@@ -70,7 +77,12 @@ fn fifty_thousand_lines_across_rename_and_copytruncate_arrive_exactly_once() {
         .wait_count("", 35_000, Duration::from_secs(120))
         .unwrap();
     std::fs::copy(&app, logs.join("app.log.2")).unwrap();
-    OpenOptions::new().write(true).open(&app).unwrap().set_len(0).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(&app)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
     while next < 50_000 {
         append(&app, next, next + 2_500);
         next += 2_500;
@@ -85,12 +97,28 @@ fn fifty_thousand_lines_across_rename_and_copytruncate_arrive_exactly_once() {
     let messages = collector.export_messages("").unwrap();
     let nums = numbers(&messages);
     let distinct: HashSet<usize> = nums.iter().copied().collect();
-    let log = agent.proc.as_ref().map(|p| p.log_text()).unwrap_or_default();
-    assert_eq!(got.max(nums.len() as u64), 50_000, "count; agent log:\n{log}");
+    let log = agent
+        .proc
+        .as_ref()
+        .map(|p| p.log_text())
+        .unwrap_or_default();
+    assert_eq!(
+        got.max(nums.len() as u64),
+        50_000,
+        "count; agent log:\n{log}"
+    );
     assert_eq!(distinct.len(), 50_000, "every line once; agent log:\n{log}");
     assert_eq!(nums.len(), 50_000, "no line twice");
-    assert_eq!(collector.count("e2e").unwrap(), 50_000, "bare word search finds them all");
-    assert_eq!(collector.count("\"e2e line 012345\"").unwrap(), 1, "phrase search");
+    assert_eq!(
+        collector.count("e2e").unwrap(),
+        50_000,
+        "bare word search finds them all"
+    );
+    assert_eq!(
+        collector.count("\"e2e line 012345\"").unwrap(),
+        1,
+        "phrase search"
+    );
 }
 
 #[test]
@@ -120,7 +148,12 @@ fn events_carry_ecs_fields_and_are_searchable() {
     );
     agent.configure(&collector, BATCH, &sources).unwrap();
     agent.start().unwrap();
-    assert_eq!(collector.wait_count("", 4, Duration::from_secs(60)).unwrap(), 4);
+    assert_eq!(
+        collector
+            .wait_count("", 4, Duration::from_secs(60))
+            .unwrap(),
+        4
+    );
 
     let (status, v) = collector
         .get("/api/v1/events?q=process.name:sshd%20AND%20%22Failed%20password%22")
@@ -133,12 +166,20 @@ fn events_carry_ecs_fields_and_are_searchable() {
     assert_eq!(ev["vigie"]["source"], "auth");
     assert!(ev["agent"]["id"].as_str().unwrap().starts_with("agt_"));
     assert!(ev["event"]["ingested"].is_string());
-    assert!(ev["event"]["original"].as_str().unwrap().contains("203.0.113.45"));
-    assert!(ev["log"]["file"]["path"].as_str().unwrap().ends_with("auth.log"));
+    assert!(ev["event"]["original"]
+        .as_str()
+        .unwrap()
+        .contains("203.0.113.45"));
+    assert!(ev["log"]["file"]["path"]
+        .as_str()
+        .unwrap()
+        .ends_with("auth.log"));
 
     assert_eq!(collector.count("user.name:bob").unwrap(), 1);
     // The line that is not JSON is kept, flagged, never dropped.
-    let (_, v) = collector.get("/api/v1/events?q=log.flags:parse_failure").unwrap();
+    let (_, v) = collector
+        .get("/api/v1/events?q=log.flags:parse_failure")
+        .unwrap();
     assert_eq!(v["total"], 1, "{v}");
     assert_eq!(v["events"][0]["message"], "this is not json");
 
@@ -169,12 +210,29 @@ fn agent_restart_resumes_from_checkpoint_without_doubles() {
     agent.configure(&collector, BATCH, &sources).unwrap();
     append(&app, 0, 3_000);
     agent.start().unwrap();
-    assert_eq!(collector.wait_count("", 3_000, Duration::from_secs(60)).unwrap(), 3_000);
-    let status = agent.proc.as_mut().unwrap().terminate(Duration::from_secs(20));
-    assert!(status.is_some_and(|s| s.success()), "agent stops cleanly on SIGTERM");
+    assert_eq!(
+        collector
+            .wait_count("", 3_000, Duration::from_secs(60))
+            .unwrap(),
+        3_000
+    );
+    let status = agent
+        .proc
+        .as_mut()
+        .unwrap()
+        .terminate(Duration::from_secs(20));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "agent stops cleanly on SIGTERM"
+    );
     append(&app, 3_000, 6_000);
     agent.start().unwrap();
-    assert_eq!(collector.wait_count("", 6_000, Duration::from_secs(60)).unwrap(), 6_000);
+    assert_eq!(
+        collector
+            .wait_count("", 6_000, Duration::from_secs(60))
+            .unwrap(),
+        6_000
+    );
     std::thread::sleep(Duration::from_millis(1000));
     let nums = numbers(&collector.export_messages("").unwrap());
     let distinct: HashSet<usize> = nums.iter().copied().collect();

@@ -202,7 +202,9 @@ impl Compiler {
 
     /// Events with `lo_us <= ts < hi_us`.
     pub(crate) fn ts_range(&self, lo_us: i64, hi_us: i64) -> Box<dyn TantivyQuery> {
-        let term = |us: i64| Term::from_field_date(self.fields.ts, TantivyDateTime::from_timestamp_micros(us));
+        let term = |us: i64| {
+            Term::from_field_date(self.fields.ts, TantivyDateTime::from_timestamp_micros(us))
+        };
         Box::new(RangeQuery::new(
             Bound::Included(term(lo_us)),
             Bound::Excluded(term(hi_us)),

@@ -2,12 +2,14 @@
 //!
 //! Layout: `DIR/YYYY-MM-DD/` holds the tantivy index of the events whose
 //! time (`@timestamp`, else `event.ingested`, else the time they were added)
-//! falls on that UTC day. Retention deletes whole day directories.
+//! falls on that UTC day. Retention deletes whole day directories (renamed
+//! to `DIR/.expired-YYYY-MM-DD/` first; `open` removes leftovers). Other
+//! entries of `DIR` are ignored.
 //!
 //! Invariants:
 //! - an event comes back exactly as it was added (it is stored serialized as
-//!   JSON next to the indexed fields; see [`schema`](self::schema) for what is
-//!   indexed and how);
+//!   JSON next to the indexed fields; `schema.rs` says what is indexed and
+//!   how);
 //! - [`Store::add`] makes nothing visible nor durable; [`Store::commit`]
 //!   commits every day index written since the last commit, then reloads
 //!   their readers, so a search started after `commit` returns sees all of it.
@@ -28,6 +30,7 @@
 mod compile;
 mod day;
 mod query;
+mod read;
 mod schema;
 #[cfg(test)]
 mod tests;
@@ -40,24 +43,25 @@ use std::sync::{Arc, RwLock};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Map, Value};
-use tantivy::collector::{Count, TopDocs};
-use tantivy::query::{BooleanQuery, EnableScoring, Occur, Query as TantivyQuery};
-use tantivy::schema::{Schema, Value as _};
-use tantivy::{
-    DateTime as TantivyDateTime, DocAddress, DocSet, IndexWriter, Order, Searcher,
-    TantivyDocument, TantivyError, TERMINATED,
-};
+use tantivy::indexer::UserOperation;
+use tantivy::schema::Schema;
+use tantivy::{IndexWriter, TantivyError};
 
-use self::compile::Compiler;
 use self::day::{day_name, day_of, parse_day_name, DayIndex};
 pub use self::query::{parse_query, Match, Query, QueryError};
-use self::schema::{build_schema, EventDoc, Fields, TS_FIELD};
+use self::schema::{build_schema, DocBuilder, EventDoc, Fields};
 
 /// Index writers open at the same time (the current day and one late day).
 pub const MAX_OPEN_WRITERS: usize = 2;
 
 /// Smallest indexing memory tantivy accepts per writer thread (15 MB).
 pub const MIN_MEMORY_PER_THREAD_BYTES: usize = 15_000_000;
+
+/// Events handed to an index writer in one message.
+const SEND_CHUNK_DOCS: usize = 64;
+
+/// Prefix of a day directory being deleted by retention.
+const EXPIRED_PREFIX: &str = ".expired-";
 
 /// Export sorts at most this many events at once (see [`Store::export`]).
 const EXPORT_PAGE_DOCS: usize = 10_000;
@@ -242,6 +246,12 @@ impl Store {
                     let index = DayIndex::open_or_create(dir, day, &name, &schema)?;
                     days.insert(day, Arc::new(index));
                 }
+                _ if is_dir && name.starts_with(EXPIRED_PREFIX) => {
+                    if let Err(e) = std::fs::remove_dir_all(entry.path()) {
+                        tracing::warn!(path = %entry.path().display(), error = %e,
+                            "cannot finish deleting an expired day index");
+                    }
+                }
                 _ => tracing::warn!(path = %entry.path().display(), "not a day index; ignored"),
             }
         }
@@ -267,15 +277,14 @@ impl Store {
         }
         let now_us = Utc::now().timestamp_micros();
         let mut groups: Vec<(i64, Vec<EventDoc>)> = Vec::new();
+        let mut builder = DocBuilder::default();
         for event in events {
             let ts_micros = event_time_us(&event).unwrap_or(now_us);
-            let source = serde_json::to_vec(&event).map_err(StoreError::Serialize)?;
-            let doc = EventDoc {
-                fields: self.fields,
-                ts_micros,
-                source,
-                event,
-            };
+            let doc = builder
+                .build(self.fields, ts_micros, &event)
+                .map_err(StoreError::Serialize)?;
+            // `event` is freed here, on this thread.
+            drop(event);
             let day = day_of(ts_micros);
             match groups.iter_mut().find(|(d, _)| *d == day) {
                 Some((_, docs)) => docs.push(doc),
@@ -313,13 +322,23 @@ impl Store {
     ) -> Result<(), StoreError> {
         w.dirty.store(true, Ordering::Release);
         w.last_used.store(tick, Ordering::Relaxed);
-        for doc in docs {
-            w.writer.add_document(doc).map_err(|source| StoreError::Index {
+        // One channel message (and at most one wake-up of the indexing
+        // thread) per chunk rather than per event.
+        let mut docs = docs.into_iter();
+        loop {
+            let chunk: Vec<UserOperation<EventDoc>> = docs
+                .by_ref()
+                .take(SEND_CHUNK_DOCS)
+                .map(UserOperation::Add)
+                .collect();
+            if chunk.is_empty() {
+                return Ok(());
+            }
+            w.writer.run(chunk).map_err(|source| StoreError::Index {
                 day: day_name(day).unwrap_or_default(),
                 source,
             })?;
         }
-        Ok(())
     }
 
     /// Opens a writer for `day`, first closing the least recently used one
@@ -442,228 +461,6 @@ impl Store {
         }
     }
 
-    /// The day indexes overlapping `[from, to)`, newest first, with the
-    /// bounds in microseconds.
-    fn days_in_range(
-        &self,
-        from: Option<DateTime<Utc>>,
-        to: Option<DateTime<Utc>>,
-    ) -> Result<(Vec<Arc<DayIndex>>, i64, i64), StoreError> {
-        let lo = from.map_or(i64::MIN, |t| t.timestamp_micros());
-        let hi = to.map_or(i64::MAX, |t| t.timestamp_micros());
-        let days = self.days.read().map_err(|_| StoreError::Poisoned)?;
-        let selected = days
-            .values()
-            .rev()
-            .filter(|d| lo < hi && d.start_us() < hi && d.end_us() > lo)
-            .cloned()
-            .collect();
-        Ok((selected, lo, hi))
-    }
-
-    /// `base` restricted to `[lo, hi)` within `day` (unchanged when the range
-    /// covers the whole day).
-    fn restrict(
-        compiler: &Compiler,
-        base: &dyn TantivyQuery,
-        day: &DayIndex,
-        lo: i64,
-        hi: i64,
-    ) -> Box<dyn TantivyQuery> {
-        if lo <= day.start_us() && hi >= day.end_us() {
-            return base.box_clone();
-        }
-        let lo = lo.max(day.start_us());
-        let hi = hi.min(day.end_us());
-        Box::new(BooleanQuery::new(vec![
-            (Occur::Must, base.box_clone()),
-            (Occur::Must, compiler.ts_range(lo, hi)),
-        ]))
-    }
-
-    /// Searches `[from, to)` (unbounded when `None`): `total` counts every
-    /// match, `events` holds `limit` of them after skipping `offset`, newest
-    /// first.
-    pub fn search(
-        &self,
-        q: &Query,
-        from: Option<DateTime<Utc>>,
-        to: Option<DateTime<Utc>>,
-        limit: usize,
-        offset: usize,
-    ) -> Result<SearchResult, StoreError> {
-        let (days, lo, hi) = self.days_in_range(from, to)?;
-        let mut compiler = Compiler::new(self.fields);
-        let base = compiler.compile(q);
-        let mut total = 0u64;
-        let mut skip = offset;
-        let mut events = Vec::new();
-        for day in &days {
-            let query = Self::restrict(&compiler, base.as_ref(), day, lo, hi);
-            let searcher = day.reader.searcher();
-            let count = if events.len() < limit {
-                let top = TopDocs::with_limit(limit - events.len())
-                    .and_offset(skip)
-                    .order_by_fast_field::<TantivyDateTime>(TS_FIELD, Order::Desc);
-                let (count, hits) = searcher
-                    .search(query.as_ref(), &(Count, top))
-                    .map_err(index_err(day))?;
-                skip = skip.saturating_sub(count);
-                for (_, addr) in hits {
-                    events.push(self.load(day, &searcher, addr)?);
-                }
-                count
-            } else {
-                searcher
-                    .search(query.as_ref(), &Count)
-                    .map_err(index_err(day))?
-            };
-            total += count as u64;
-        }
-        Ok(SearchResult { total, events })
-    }
-
-    /// Counts the matches in `[from, to)`.
-    pub fn count(
-        &self,
-        q: &Query,
-        from: Option<DateTime<Utc>>,
-        to: Option<DateTime<Utc>>,
-    ) -> Result<u64, StoreError> {
-        let (days, lo, hi) = self.days_in_range(from, to)?;
-        let mut compiler = Compiler::new(self.fields);
-        let base = compiler.compile(q);
-        let mut total = 0u64;
-        for day in &days {
-            let query = Self::restrict(&compiler, base.as_ref(), day, lo, hi);
-            let searcher = day.reader.searcher();
-            total += searcher
-                .search(query.as_ref(), &Count)
-                .map_err(index_err(day))? as u64;
-        }
-        Ok(total)
-    }
-
-    /// Streams every match in `[from, to)` to `sink`, newest first, until
-    /// `sink` returns `false`. Returns the number of events given to `sink`.
-    ///
-    /// Memory stays bounded: each day is cut into time windows holding at
-    /// most a page of matches (halving a window while it holds more), each
-    /// window is sorted and streamed, then dropped. Matches sharing one
-    /// microsecond beyond a page are streamed in index order.
-    pub fn export(
-        &self,
-        q: &Query,
-        from: Option<DateTime<Utc>>,
-        to: Option<DateTime<Utc>>,
-        sink: &mut dyn FnMut(Value) -> bool,
-    ) -> Result<u64, StoreError> {
-        let (days, lo, hi) = self.days_in_range(from, to)?;
-        let mut compiler = Compiler::new(self.fields);
-        let base = compiler.compile(q);
-        let mut sent = 0u64;
-        for day in &days {
-            let searcher = day.reader.searcher();
-            // Windows to visit; the newest is on top of the stack.
-            let mut windows = vec![(lo.max(day.start_us()), hi.min(day.end_us()))];
-            while let Some((wlo, whi)) = windows.pop() {
-                let query = Self::restrict(&compiler, base.as_ref(), day, wlo, whi);
-                let count = searcher
-                    .search(query.as_ref(), &Count)
-                    .map_err(index_err(day))?;
-                if count == 0 {
-                    continue;
-                }
-                let go_on = if count <= self.export_page_docs {
-                    let top = TopDocs::with_limit(count)
-                        .order_by_fast_field::<TantivyDateTime>(TS_FIELD, Order::Desc);
-                    let hits = searcher
-                        .search(query.as_ref(), &top)
-                        .map_err(index_err(day))?;
-                    self.emit(day, &searcher, hits.into_iter().map(|(_, a)| a), sink, &mut sent)?
-                } else if whi - wlo > 1 {
-                    let mid = wlo + (whi - wlo) / 2;
-                    windows.push((wlo, mid));
-                    windows.push((mid, whi));
-                    true
-                } else {
-                    self.stream_unsorted(day, &searcher, query.as_ref(), sink, &mut sent)?
-                };
-                if !go_on {
-                    return Ok(sent);
-                }
-            }
-        }
-        Ok(sent)
-    }
-
-    /// Loads and sends events; `false` when the sink asked to stop.
-    fn emit(
-        &self,
-        day: &DayIndex,
-        searcher: &Searcher,
-        addrs: impl Iterator<Item = DocAddress>,
-        sink: &mut dyn FnMut(Value) -> bool,
-        sent: &mut u64,
-    ) -> Result<bool, StoreError> {
-        for addr in addrs {
-            let event = self.load(day, searcher, addr)?;
-            *sent += 1;
-            if !sink(event) {
-                return Ok(false);
-            }
-        }
-        Ok(true)
-    }
-
-    /// Sends every match of `query` in index order, one at a time.
-    fn stream_unsorted(
-        &self,
-        day: &DayIndex,
-        searcher: &Searcher,
-        query: &dyn TantivyQuery,
-        sink: &mut dyn FnMut(Value) -> bool,
-        sent: &mut u64,
-    ) -> Result<bool, StoreError> {
-        let weight = query
-            .weight(EnableScoring::disabled_from_searcher(searcher))
-            .map_err(index_err(day))?;
-        for (ord, segment) in searcher.segment_readers().iter().enumerate() {
-            let mut scorer = weight.scorer(segment, 1.0).map_err(index_err(day))?;
-            let alive = segment.alive_bitset();
-            let mut doc = scorer.doc();
-            while doc != TERMINATED {
-                if alive.is_none_or(|a| a.is_alive(doc)) {
-                    let addr = DocAddress::new(ord as u32, doc);
-                    if !self.emit(day, searcher, std::iter::once(addr), sink, sent)? {
-                        return Ok(false);
-                    }
-                }
-                doc = scorer.advance();
-            }
-        }
-        Ok(true)
-    }
-
-    /// Reads a stored event back.
-    fn load(
-        &self,
-        day: &DayIndex,
-        searcher: &Searcher,
-        addr: DocAddress,
-    ) -> Result<Value, StoreError> {
-        let doc: TantivyDocument = searcher.doc(addr).map_err(index_err(day))?;
-        let corrupt = |message: String| StoreError::Corrupt {
-            day: day.name.clone(),
-            message,
-        };
-        let bytes = doc
-            .get_first(self.fields.src)
-            .and_then(|v| v.as_bytes())
-            .ok_or_else(|| corrupt("no source".to_owned()))?;
-        serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))
-    }
-
     /// Deletes the day indexes older than `retention_days` before `now`'s
     /// day (with 30, on 2026-03-31 the oldest day kept is 2026-03-01).
     /// Returns the names of the days removed. Does nothing when
@@ -673,21 +470,35 @@ impl Store {
             return Ok(Vec::new());
         }
         let cutoff = day_of(now.timestamp_micros()) - i64::from(self.cfg.retention_days);
-        let mut writers = self.writers.write().map_err(|_| StoreError::Poisoned)?;
-        let mut days = self.days.write().map_err(|_| StoreError::Poisoned)?;
-        let victims: Vec<i64> = days.range(..cutoff).map(|(d, _)| *d).collect();
-        let mut removed = Vec::with_capacity(victims.len());
-        for day in victims {
-            // Uncommitted events of an expired day go with it.
-            writers.open.remove(&day);
-            writers.pending_reload.remove(&day);
-            if let Some(index) = days.remove(&day) {
-                std::fs::remove_dir_all(&index.path).map_err(|source| StoreError::Io {
-                    path: index.path.clone(),
-                    source,
-                })?;
-                removed.push(index.name.clone());
-            }
+        let expired: Vec<Arc<DayIndex>> = {
+            let mut writers = self.writers.write().map_err(|_| StoreError::Poisoned)?;
+            let mut days = self.days.write().map_err(|_| StoreError::Poisoned)?;
+            let victims: Vec<i64> = days.range(..cutoff).map(|(d, _)| *d).collect();
+            victims
+                .into_iter()
+                .filter_map(|day| {
+                    // Uncommitted events of an expired day go with it.
+                    writers.open.remove(&day);
+                    writers.pending_reload.remove(&day);
+                    days.remove(&day)
+                })
+                .collect()
+        };
+        // Searches still holding a day's files keep reading them until they end.
+        let mut removed = Vec::with_capacity(expired.len());
+        for index in expired {
+            // Renamed first (atomic), so a crash mid-delete never leaves a
+            // half-deleted day index to open; `open` finishes the job.
+            let trash = self.root.join(format!("{EXPIRED_PREFIX}{}", index.name));
+            std::fs::rename(&index.path, &trash).map_err(|source| StoreError::Io {
+                path: index.path.clone(),
+                source,
+            })?;
+            std::fs::remove_dir_all(&trash).map_err(|source| StoreError::Io {
+                path: trash.clone(),
+                source,
+            })?;
+            removed.push(index.name.clone());
         }
         Ok(removed)
     }

@@ -36,10 +36,7 @@ pub enum Query {
     All,
     /// One field or full-text condition. `field: None` is a bare term,
     /// searched as full text in `message` and `event.original`.
-    Term {
-        field: Option<String>,
-        value: Match,
-    },
+    Term { field: Option<String>, value: Match },
     /// Every sub-query matches.
     And(Vec<Query>),
     /// At least one sub-query matches.

@@ -298,7 +298,10 @@ mod tests {
         e.set("process.pid", 42);
         assert_eq!(e.get_str("process.command_line"), Some("ls -la"));
         assert_eq!(e.get_i64("process.pid"), Some(42));
-        assert_eq!(e.into_value(), json!({"process":{"command_line":"ls -la","pid":42}}));
+        assert_eq!(
+            e.into_value(),
+            json!({"process":{"command_line":"ls -la","pid":42}})
+        );
     }
 
     #[test]
@@ -323,7 +326,10 @@ mod tests {
         e.add_flag(flags::TRUNCATED);
         e.add_flag(flags::INVALID_UTF8);
         assert!(e.has_flag(flags::TRUNCATED));
-        assert_eq!(e.get("log.flags"), Some(&json!(["truncated", "invalid_utf8"])));
+        assert_eq!(
+            e.get("log.flags"),
+            Some(&json!(["truncated", "invalid_utf8"]))
+        );
     }
 
     #[test]

@@ -38,6 +38,8 @@ mod json;
 mod syslog;
 mod time;
 
+pub use syslog::{facility_name, severity_name};
+
 /// How the lines of a source are read. Written in configurations as `"json"`, `"syslog"` or
 /// `"plain"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

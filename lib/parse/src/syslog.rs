@@ -66,12 +66,12 @@ const SEVERITIES: [&str; 8] = [
 ];
 
 /// The facility name of a facility code (0–23).
-pub(crate) fn facility_name(code: u8) -> Option<&'static str> {
+pub fn facility_name(code: u8) -> Option<&'static str> {
     FACILITIES.get(usize::from(code)).copied()
 }
 
 /// The severity name of a severity code (0–7).
-pub(crate) fn severity_name(code: u8) -> Option<&'static str> {
+pub fn severity_name(code: u8) -> Option<&'static str> {
     SEVERITIES.get(usize::from(code)).copied()
 }
 

@@ -115,18 +115,41 @@ mod tests {
 
     #[test]
     fn batch_id_errors_say_what_is_wrong() {
-        assert!(matches!(BatchId::parse("main"), Err(BatchIdError::Shape(_))));
-        assert!(matches!(BatchId::parse("ma in/1"), Err(BatchIdError::Stream(_))));
+        assert!(matches!(
+            BatchId::parse("main"),
+            Err(BatchIdError::Shape(_))
+        ));
+        assert!(matches!(
+            BatchId::parse("ma in/1"),
+            Err(BatchIdError::Stream(_))
+        ));
         assert!(matches!(BatchId::parse("/1"), Err(BatchIdError::Stream(_))));
-        assert!(matches!(BatchId::parse("main/-1"), Err(BatchIdError::Sequence(_))));
-        assert!(matches!(BatchId::parse("main/x"), Err(BatchIdError::Sequence(_))));
+        assert!(matches!(
+            BatchId::parse("main/-1"),
+            Err(BatchIdError::Sequence(_))
+        ));
+        assert!(matches!(
+            BatchId::parse("main/x"),
+            Err(BatchIdError::Sequence(_))
+        ));
     }
 
     #[test]
     fn ack_shapes_match_the_contract() {
-        let a = Ack { accepted: Some(3), duplicate: false, rejected_lines: vec![] };
-        assert_eq!(serde_json::to_string(&a).unwrap(), r#"{"accepted":3,"duplicate":false}"#);
-        let d = Ack { accepted: None, duplicate: true, rejected_lines: vec![] };
+        let a = Ack {
+            accepted: Some(3),
+            duplicate: false,
+            rejected_lines: vec![],
+        };
+        assert_eq!(
+            serde_json::to_string(&a).unwrap(),
+            r#"{"accepted":3,"duplicate":false}"#
+        );
+        let d = Ack {
+            accepted: None,
+            duplicate: true,
+            rejected_lines: vec![],
+        };
         assert_eq!(serde_json::to_string(&d).unwrap(), r#"{"duplicate":true}"#);
     }
 }

@@ -21,7 +21,10 @@ pub enum DecompressError {
 
 /// Gzips `data` at the given level (0-9; 1 is fast and good enough for logs).
 pub fn gzip(data: &[u8], level: u32) -> Vec<u8> {
-    let mut enc = GzEncoder::new(Vec::with_capacity(data.len() / 4 + 64), Compression::new(level));
+    let mut enc = GzEncoder::new(
+        Vec::with_capacity(data.len() / 4 + 64),
+        Compression::new(level),
+    );
     // Writing into a Vec cannot fail.
     let _ = enc.write_all(data);
     enc.finish().unwrap_or_default()
@@ -72,6 +75,9 @@ mod tests {
 
     #[test]
     fn garbage_is_corrupt() {
-        assert!(matches!(gunzip_capped(b"not gzip at all", 1024), Err(DecompressError::Corrupt(_))));
+        assert!(matches!(
+            gunzip_capped(b"not gzip at all", 1024),
+            Err(DecompressError::Corrupt(_))
+        ));
     }
 }

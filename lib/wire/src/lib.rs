@@ -3,10 +3,10 @@
 //! Batch envelope and acknowledgements, capped gzip, enrollment messages, and
 //! the PKI / mTLS helpers both sides use.
 
-pub mod pki;
 pub mod batch;
 pub mod compress;
 pub mod enroll;
+pub mod pki;
 
 pub use batch::{Ack, BatchId, BatchIdError, ErrorBody, ErrorDetail, BATCH_HEADER};
 pub use compress::{gunzip_capped, gzip, DecompressError};

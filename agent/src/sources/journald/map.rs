@@ -72,39 +72,6 @@ pub const AUTH_IDENTIFIERS: &[&str] = &[
 /// Dataset of journald events.
 const DATASET: &str = "journald";
 
-/// Syslog severity names, by code, as ECS `log.level` spells them.
-const SEVERITY_NAMES: [&str; 8] = [
-    "emerg", "alert", "crit", "err", "warning", "notice", "info", "debug",
-];
-
-/// Syslog facility names, by code.
-const FACILITY_NAMES: [&str; 24] = [
-    "kern",
-    "user",
-    "mail",
-    "daemon",
-    "auth",
-    "syslog",
-    "lpr",
-    "news",
-    "uucp",
-    "cron",
-    "authpriv",
-    "ftp",
-    "ntp",
-    "security",
-    "console",
-    "solaris-cron",
-    "local0",
-    "local1",
-    "local2",
-    "local3",
-    "local4",
-    "local5",
-    "local6",
-    "local7",
-];
-
 /// A field's value as text.
 struct Text {
     text: String,
@@ -155,18 +122,22 @@ pub fn map_entry(entry: &Map<String, Value>, host_name: Option<&str>) -> Event {
     if let Some(gid) = text("_GID") {
         event.set("group.id", gid);
     }
-    let severity = integer(text("PRIORITY")).filter(|p| (0..8).contains(p));
-    if let Some(sev) = severity {
-        let name = SEVERITY_NAMES[sev as usize];
+    let named = |code: Option<i64>, name: fn(u8) -> Option<&'static str>| {
+        code.and_then(|c| u8::try_from(c).ok())
+            .and_then(|c| name(c).map(|n| (i64::from(c), n)))
+    };
+    let severity = named(integer(text("PRIORITY")), vigie_parse::severity_name);
+    if let Some((sev, name)) = severity {
         event.set(fields::LOG_SYSLOG_SEVERITY_CODE, sev);
         event.set("log.syslog.severity.name", name);
         event.set(fields::LOG_LEVEL, name);
     }
-    let facility = integer(text("SYSLOG_FACILITY")).filter(|f| (0..24).contains(f));
-    if let Some(fac) = facility {
+    let facility = named(integer(text("SYSLOG_FACILITY")), vigie_parse::facility_name);
+    if let Some((fac, name)) = facility {
         event.set(fields::LOG_SYSLOG_FACILITY_CODE, fac);
-        event.set("log.syslog.facility.name", FACILITY_NAMES[fac as usize]);
+        event.set("log.syslog.facility.name", name);
     }
+    let (severity, facility) = (severity.map(|s| s.0), facility.map(|f| f.0));
     if let (Some(fac), Some(sev)) = (facility, severity) {
         event.set(fields::LOG_SYSLOG_PRIORITY, fac * 8 + sev);
     }
