@@ -294,7 +294,7 @@ key_file = "pki/server.key"
             .unwrap_err()
             .to_string();
         assert!(err.contains("retention"), "{err}");
-        assert!(err.contains(":12:"), "{err}");
+        assert!(err.contains(":11:"), "{err}");
     }
 
     #[test]
