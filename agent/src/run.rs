@@ -137,7 +137,10 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
     let mut builder = BatchBuilder::new(cfg.batch.clone(), 0);
     let mut report = tokio::time::interval(Duration::from_secs(60));
     report.tick().await;
+    // A closed channel answers at once: guard each branch so a source kind
+    // that is absent (or ended) does not make the loop spin.
     let mut sources_open = true;
+    let mut journal_open = true;
     loop {
         let deadline = builder.deadline();
         tokio::select! {
@@ -160,16 +163,19 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
                 }
                 None => sources_open = false,
             },
-            recs = journal_rx.recv() => if let Some((source, recs)) = recs {
-                for r in recs {
-                    let ev: Event = normalizer.journal_event(&source, r.event);
-                    // An empty cursor is no position: nothing to checkpoint.
-                    let pos = (!r.cursor.is_empty())
-                        .then(|| Position::Journal { source: source.clone(), cursor: r.cursor });
-                    if let Some(b) = builder.push(&ev, pos) {
-                        if sealed_tx.send(b).await.is_err() { break; }
+            recs = journal_rx.recv(), if journal_open => match recs {
+                Some((source, recs)) => {
+                    for r in recs {
+                        let ev: Event = normalizer.journal_event(&source, r.event);
+                        // An empty cursor is no position: nothing to checkpoint.
+                        let pos = (!r.cursor.is_empty())
+                            .then(|| Position::Journal { source: source.clone(), cursor: r.cursor });
+                        if let Some(b) = builder.push(&ev, pos) {
+                            if sealed_tx.send(b).await.is_err() { break; }
+                        }
                     }
                 }
+                None => journal_open = false,
             },
             _ = sleep_until(deadline) => {
                 if let Some(b) = builder.seal() {
