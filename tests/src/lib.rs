@@ -340,11 +340,9 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Enrolls a new agent against `collector`.
-    pub fn enroll(root: &Path, name: &str, collector: &Collector) -> Result<Agent> {
-        let dir = root.join(name);
-        let token = collector.token(&[])?;
-        let out = run(
+    /// Runs `vigie-agent enroll` with `token` into `dir` and returns its output.
+    pub fn enroll_with(collector: &Collector, token: &str, dir: &Path) -> Output {
+        run(
             "vigie-agent",
             &[
                 "enroll",
@@ -353,11 +351,18 @@ impl Agent {
                 "--ca",
                 &collector.ca_path().to_string_lossy(),
                 "--token",
-                &token,
+                token,
                 "--data-dir",
                 &dir.to_string_lossy(),
             ],
-        );
+        )
+    }
+
+    /// Enrolls a new agent against `collector` with a fresh one-time token.
+    pub fn enroll(root: &Path, name: &str, collector: &Collector) -> Result<Agent> {
+        let dir = root.join(name);
+        let token = collector.token(&[])?;
+        let out = Agent::enroll_with(collector, &token, &dir);
         if !out.status.success() {
             bail!("enroll failed: {}", String::from_utf8_lossy(&out.stderr));
         }

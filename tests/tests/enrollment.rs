@@ -5,23 +5,10 @@
 
 use std::time::Duration;
 
-use vigie_e2e::{body_text, https_client, run, Agent, Collector};
+use vigie_e2e::{body_text, https_client, Agent, Collector};
 
 fn enroll(collector: &Collector, token: &str, dir: &std::path::Path) -> std::process::Output {
-    run(
-        "vigie-agent",
-        &[
-            "enroll",
-            "--collector",
-            &collector.base_url(),
-            "--ca",
-            &collector.ca_path().to_string_lossy(),
-            "--token",
-            token,
-            "--data-dir",
-            &dir.to_string_lossy(),
-        ],
-    )
+    Agent::enroll_with(collector, token, dir)
 }
 
 #[test]

@@ -31,6 +31,21 @@ fn append(path: &Path, from: usize, to: usize) {
     f.sync_all().unwrap();
 }
 
+/// A collector and an enrolled agent whose one file source `app` reads
+/// `logs/<include>`; returns them with the logs folder (the agent is not started).
+fn setup(root: &Path, include: &str, extra: &str) -> (Collector, Agent, std::path::PathBuf) {
+    let collector = Collector::start(root).unwrap();
+    let agent = Agent::enroll(root, "agent", &collector).unwrap();
+    let logs = root.join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let sources = format!(
+        "[[sources]]\nname = \"app\"\ntype = \"file\"\ninclude = [\"{}/{include}\"]\nformat = \"plain\"\n{extra}",
+        logs.display()
+    );
+    agent.configure(&collector, BATCH, &sources).unwrap();
+    (collector, agent, logs)
+}
+
 fn numbers(messages: &[String]) -> Vec<usize> {
     messages
         .iter()
@@ -43,17 +58,12 @@ fn numbers(messages: &[String]) -> Vec<usize> {
 #[test]
 fn fifty_thousand_lines_across_rename_and_copytruncate_arrive_exactly_once() {
     let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path();
-    let collector = Collector::start(root).unwrap();
-    let mut agent = Agent::enroll(root, "agent", &collector).unwrap();
-    let logs = root.join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
-    let app = logs.join("app.log");
-    let sources = format!(
-        "[[sources]]\nname = \"app\"\ntype = \"file\"\ninclude = [\"{}/app.log*\"]\nexclude = [\"*.gz\"]\nformat = \"plain\"\nread_from = \"beginning\"\n",
-        logs.display()
+    let (collector, mut agent, logs) = setup(
+        tmp.path(),
+        "app.log*",
+        "exclude = [\"*.gz\"]\nread_from = \"beginning\"\n",
     );
-    agent.configure(&collector, BATCH, &sources).unwrap();
+    let app = logs.join("app.log");
     append(&app, 0, 5_000);
     agent.start().unwrap();
 
@@ -197,17 +207,8 @@ fn events_carry_ecs_fields_and_are_searchable() {
 #[test]
 fn agent_restart_resumes_from_checkpoint_without_doubles() {
     let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path();
-    let collector = Collector::start(root).unwrap();
-    let mut agent = Agent::enroll(root, "agent", &collector).unwrap();
-    let logs = root.join("logs");
-    std::fs::create_dir_all(&logs).unwrap();
+    let (collector, mut agent, logs) = setup(tmp.path(), "app.log", "");
     let app = logs.join("app.log");
-    let sources = format!(
-        "[[sources]]\nname = \"app\"\ntype = \"file\"\ninclude = [\"{}/app.log\"]\nformat = \"plain\"\n",
-        logs.display()
-    );
-    agent.configure(&collector, BATCH, &sources).unwrap();
     append(&app, 0, 3_000);
     agent.start().unwrap();
     assert_eq!(
