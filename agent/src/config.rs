@@ -92,7 +92,7 @@ fn default_max_events() -> usize {
     5000
 }
 fn default_max_bytes() -> usize {
-    4 << 20
+    1 << 20
 }
 fn default_timeout_ms() -> u64 {
     1000

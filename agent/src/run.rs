@@ -257,7 +257,7 @@ async fn dispatch(
 ) {
     let permits = Arc::new(Semaphore::new(max_in_flight));
     let mut tasks = tokio::task::JoinSet::new();
-    while let Some(batch) = sealed.recv().await {
+    while let Some(mut batch) = sealed.recv().await {
         let Ok(permit) = permits.clone().acquire_owned().await else {
             break;
         };
@@ -265,7 +265,10 @@ async fn dispatch(
             (client.clone(), stream.clone(), stats.clone(), acks.clone());
         let mut abort = abort.clone();
         tasks.spawn(async move {
-            let outcome = ship(&client, &stream, &batch, level, backoff, &stats, &mut abort).await;
+            let outcome = ship(
+                &client, &stream, &mut batch, level, backoff, &stats, &mut abort,
+            )
+            .await;
             drop(permit);
             if outcome != Shipped::Cancelled {
                 let _ = acks.send((batch.sequence, batch.positions));

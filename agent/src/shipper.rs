@@ -67,18 +67,20 @@ pub enum Shipped {
 pub async fn ship(
     client: &CollectorClient,
     stream: &str,
-    batch: &SealedBatch,
+    batch: &mut SealedBatch,
     level: u32,
     backoff: Backoff,
     stats: &ShipStats,
     stop: &mut tokio::sync::watch::Receiver<bool>,
 ) -> Shipped {
-    let body = {
-        let raw = batch.body.clone();
-        match tokio::task::spawn_blocking(move || vigie_wire::gzip(&raw, level)).await {
-            Ok(z) => Bytes::from(z),
-            Err(_) => Bytes::from(vigie_wire::gzip(&batch.body, level)),
-        }
+    // The raw NDJSON is gzipped once and dropped: only the compressed bytes
+    // are kept for retries, so a batch in flight costs its gzip size.
+    let raw = std::mem::take(&mut batch.body);
+    let raw_len = raw.len();
+    let body = match tokio::task::spawn_blocking(move || vigie_wire::gzip(&raw, level)).await {
+        Ok(z) => Bytes::from(z),
+        // Only a runtime shutting down cancels the task.
+        Err(_) => return Shipped::Cancelled,
     };
     let id = BatchId::new(stream, batch.sequence).header_value();
     let headers = [
@@ -128,7 +130,7 @@ pub async fn ship(
                 return Shipped::Refused;
             }
             Ok(a) if a.status == StatusCode::PAYLOAD_TOO_LARGE => {
-                tracing::error!(batch = %id, events = batch.events, bytes = batch.body.len(), "collector refused the batch as too large; events dropped (lower batch.max_bytes)");
+                tracing::error!(batch = %id, events = batch.events, bytes = raw_len, "collector refused the batch as too large; events dropped (lower batch.max_bytes)");
                 stats
                     .events_dropped
                     .fetch_add(batch.events as u64, Ordering::Relaxed);
