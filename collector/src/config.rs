@@ -169,24 +169,8 @@ impl Default for EnrollmentConfig {
     }
 }
 
-/// A configuration that cannot be used, with where and why.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}:{line}: {message}")]
-    Syntax {
-        path: PathBuf,
-        line: usize,
-        message: String,
-    },
-    #[error("{path}: {message}")]
-    Invalid { path: PathBuf, message: String },
-}
+/// A configuration that cannot be used, with where and why (shared with the agent).
+pub use vigie_agent::config::ConfigError;
 
 impl CollectorConfig {
     /// Reads, parses and validates a config file; relative paths are resolved
@@ -196,7 +180,7 @@ impl CollectorConfig {
             path: path.to_owned(),
             source,
         })?;
-        let mut cfg: CollectorConfig = toml::from_str(&text).map_err(|e| ConfigError::Syntax {
+        let mut cfg: CollectorConfig = toml::from_str(&text).map_err(|e| ConfigError::At {
             path: path.to_owned(),
             line: line_of(&text, e.span().map(|s| s.start)),
             message: e.message().to_owned(),
