@@ -19,30 +19,33 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
 
-/// Where the binaries are.
+/// Where the binaries are. The first call in a test process runs
+/// `cargo build` for both binaries (a no-op when they are up to date):
+/// `cargo test` does not rebuild them, and a stale binary would be tested
+/// in place of the code under test.
 pub fn bin(name: &str) -> PathBuf {
     static BUILD: Once = Once::new();
     let dir = bin_dir();
-    let path = dir.join(name);
-    if !path.exists() {
-        BUILD.call_once(|| {
-            let status = Command::new(env!("CARGO"))
-                .args([
-                    "build",
-                    "-p",
-                    "vigie-agent",
-                    "-p",
-                    "vigie-collector",
-                    "--bins",
-                ])
-                .status();
-            assert!(
-                status.is_ok_and(|s| s.success()),
-                "building the binaries failed"
-            );
-        });
-    }
-    path
+    BUILD.call_once(|| {
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args([
+            "build",
+            "-p",
+            "vigie-agent",
+            "-p",
+            "vigie-collector",
+            "--bins",
+        ]);
+        if dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd.status();
+        assert!(
+            status.is_ok_and(|s| s.success()),
+            "building the binaries failed"
+        );
+    });
+    dir.join(name)
 }
 
 fn bin_dir() -> PathBuf {
