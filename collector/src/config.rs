@@ -110,7 +110,7 @@ fn default_writer_memory_bytes() -> usize {
     64 << 20
 }
 fn default_writer_threads() -> usize {
-    1
+    2
 }
 fn default_commit_interval_ms() -> u64 {
     500

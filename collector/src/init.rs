@@ -139,7 +139,7 @@ key_file = "pki/server.key"
 [storage]
 retention_days = 30
 writer_memory_bytes = 67108864
-writer_threads = 1
+writer_threads = 2
 commit_interval_ms = 500
 commit_max_events = 100000
 
