@@ -160,9 +160,7 @@ pub enum CheckpointError {
 /// Reads and atomically rewrites `DATA_DIR/checkpoints.json`.
 #[derive(Debug)]
 pub struct CheckpointStore {
-    dir: PathBuf,
     path: PathBuf,
-    temp_path: PathBuf,
     /// Serialises saves: they share one temporary file name.
     write_lock: Mutex<()>,
 }
@@ -186,14 +184,11 @@ impl CheckpointStore {
             source,
         })?;
         let path = data_dir.join(CHECKPOINTS_FILE_NAME);
-        let temp_path = data_dir.join(format!("{CHECKPOINTS_FILE_NAME}{TEMP_SUFFIX}"));
         // A leftover temporary file is a save interrupted before its rename: the real
         // file still holds the previous complete version.
-        let _ = fs::remove_file(&temp_path);
+        let _ = fs::remove_file(temp_path_of(&path));
         let store = CheckpointStore {
-            dir: data_dir.to_path_buf(),
             path,
-            temp_path,
             write_lock: Mutex::new(()),
         };
         let (checkpoints, existed) = match fs::read(&store.path) {
@@ -245,7 +240,7 @@ impl CheckpointStore {
             journald: &cp.journald,
         };
         let mut json = serde_json::to_vec_pretty(&out).map_err(|e| CheckpointError::Write {
-            path: self.temp_path.clone(),
+            path: self.path.clone(),
             source: io::Error::other(e),
         })?;
         json.push(b'\n');
@@ -254,37 +249,45 @@ impl CheckpointStore {
             .write_lock
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let temp_err = |source| CheckpointError::Write {
-            path: self.temp_path.clone(),
-            source,
-        };
-        // Remove any stale temp file so the 0600 mode applies to a freshly created one.
-        match fs::remove_file(&self.temp_path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(temp_err(e)),
-        }
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&self.temp_path)
-            .map_err(temp_err)?;
-        file.write_all(&json).map_err(temp_err)?;
-        file.sync_all().map_err(temp_err)?;
-        drop(file);
-        fs::rename(&self.temp_path, &self.path).map_err(|source| CheckpointError::Write {
+        write_file_atomic(&self.path, &json, 0o600).map_err(|source| CheckpointError::Write {
             path: self.path.clone(),
             source,
         })?;
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|source| CheckpointError::Write {
-                path: self.dir.clone(),
-                source,
-            })?;
         Ok(())
     }
+}
+
+/// The temporary file a durable write of `path` goes through.
+fn temp_path_of(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(TEMP_SUFFIX);
+    PathBuf::from(name)
+}
+
+/// Replaces `path` durably: a fresh temporary file created with `mode`,
+/// written, fsynced, renamed over `path`, then the directory fsynced. A crash
+/// leaves either the old or the new contents, never a mix.
+pub fn write_file_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    let temp = temp_path_of(path);
+    // Remove a stale temp file so `mode` applies to a freshly created one.
+    match fs::remove_file(&temp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&temp)?;
+    file.write_all(contents)?;
+    file.sync_all()?;
+    drop(file);
+    fs::rename(&temp, path)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

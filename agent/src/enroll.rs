@@ -5,8 +5,7 @@
 //! id the collector assigned. Files written to the data directory:
 //! `agent.key` (0600), `agent.pem`, `identity.json`.
 
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -61,26 +60,10 @@ impl IdentityFiles {
     }
 }
 
-/// Writes `contents` to `path` atomically (temp file, fsync, rename) with `mode`.
+/// Writes `contents` to `path` atomically with `mode`, naming the file on error.
 pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .with_context(|| format!("cannot create {}", tmp.display()))?;
-    f.write_all(contents)
-        .and_then(|()| f.sync_all())
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot rename to {}", path.display()))?;
-    if let Some(dir) = path.parent() {
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
+    crate::checkpoint::write_file_atomic(path, contents, mode)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Enrolls this agent.
