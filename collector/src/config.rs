@@ -65,6 +65,13 @@ pub struct StorageConfig {
     /// Batches arriving together share one commit.
     #[serde(default = "default_commit_interval_ms")]
     pub commit_interval_ms: u64,
+    /// Shortest gap between two commits. When no more batches are waiting,
+    /// pending ones are committed at once (not after `commit_interval_ms`),
+    /// but never sooner than this after the previous commit started: a busy
+    /// collector makes few, large commits, a quiet one answers fast. Values
+    /// above `commit_interval_ms` act as `commit_interval_ms`.
+    #[serde(default = "default_commit_min_interval_ms")]
+    pub commit_min_interval_ms: u64,
     /// Commit early once this many events are pending.
     #[serde(default = "default_commit_max_events")]
     pub commit_max_events: usize,
@@ -115,6 +122,9 @@ fn default_writer_threads() -> usize {
 fn default_commit_interval_ms() -> u64 {
     500
 }
+fn default_commit_min_interval_ms() -> u64 {
+    100
+}
 fn default_commit_max_events() -> usize {
     100_000
 }
@@ -144,6 +154,7 @@ impl Default for StorageConfig {
             writer_memory_bytes: default_writer_memory_bytes(),
             writer_threads: default_writer_threads(),
             commit_interval_ms: default_commit_interval_ms(),
+            commit_min_interval_ms: default_commit_min_interval_ms(),
             commit_max_events: default_commit_max_events(),
         }
     }

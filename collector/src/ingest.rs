@@ -6,9 +6,12 @@
 //! from the payload) and `event.ingested`.
 //!
 //! The [`Indexer`] is a group commit: batches from every connection are added
-//! to the store as they come, and committed together once `commit_interval_ms`
-//! has passed since the oldest pending batch (or `commit_max_events` are
-//! pending). Only after the commit returned, and the batch ids were recorded
+//! to the store as they come, and committed together as soon as no more
+//! batches are waiting and `commit_min_interval_ms` has passed since the
+//! previous commit started; at the latest `commit_interval_ms` after the
+//! oldest pending batch arrived, or once `commit_max_events` are pending.
+//! Batches that arrive during a commit wait for the next one, so the size of
+//! a commit grows with the load and their rate stays bounded. Only after the commit returned, and the batch ids were recorded
 //! in SQLite, are the waiting requests answered: an acknowledgement means
 //! durable. A batch id seen before (stored, or pending in the current group)
 //! is answered as a duplicate and not stored again.
@@ -172,6 +175,10 @@ impl Indexer {
             db,
             metrics,
             interval: Duration::from_millis(cfg.commit_interval_ms),
+            min_interval: Duration::from_millis(
+                cfg.commit_min_interval_ms.min(cfg.commit_interval_ms),
+            ),
+            last_commit: None,
             max_events: cfg.commit_max_events,
             pending: Vec::new(),
             pending_ids: HashSet::new(),
@@ -214,6 +221,9 @@ struct Worker {
     db: Arc<Db>,
     metrics: Arc<Metrics>,
     interval: Duration,
+    min_interval: Duration,
+    /// When the previous commit started.
+    last_commit: Option<Instant>,
     max_events: usize,
     pending: Vec<(Key, u64, Reply)>,
     pending_ids: HashSet<Key>,
@@ -226,7 +236,7 @@ impl Worker {
     fn run(mut self, mut rx: mpsc::Receiver<IndexRequest>, rt: tokio::runtime::Handle) {
         loop {
             let wait = match self.oldest {
-                Some(t) => self.interval.saturating_sub(t.elapsed()),
+                Some(oldest) => self.commit_wait(oldest),
                 None => Duration::from_secs(3600),
             };
             let next = rt.block_on(async { tokio::time::timeout(wait, rx.recv()).await });
@@ -238,11 +248,42 @@ impl Worker {
                 }
                 Err(_elapsed) => {}
             }
-            let due = self.oldest.is_some_and(|t| t.elapsed() >= self.interval);
+            // Take whatever else is already waiting before deciding.
+            let mut closed = false;
+            while self.pending_events < self.max_events {
+                match rx.try_recv() {
+                    Ok(req) => self.take(req),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        closed = true;
+                        break;
+                    }
+                }
+            }
+            if closed {
+                self.commit();
+                return;
+            }
+            let due = self
+                .oldest
+                .is_some_and(|oldest| self.commit_wait(oldest).is_zero());
             if due || self.pending_events >= self.max_events {
                 self.commit();
             }
         }
+    }
+
+    /// How long pending batches (the oldest arrived at `oldest`) may still
+    /// wait: until `min_interval` after the previous commit started, as the
+    /// queue is empty whenever this is asked, but never past `interval`
+    /// after `oldest`.
+    fn commit_wait(&self, oldest: Instant) -> Duration {
+        let latest = self.interval.saturating_sub(oldest.elapsed());
+        let earliest = match self.last_commit {
+            Some(t) => self.min_interval.saturating_sub(t.elapsed()),
+            None => Duration::ZERO,
+        };
+        earliest.min(latest)
     }
 
     fn take(&mut self, req: IndexRequest) {
@@ -281,6 +322,7 @@ impl Worker {
             self.oldest = None;
             return;
         }
+        self.last_commit = Some(Instant::now());
         let pending = std::mem::take(&mut self.pending);
         let waiters = std::mem::take(&mut self.dup_waiters);
         self.pending_ids.clear();

@@ -141,6 +141,7 @@ retention_days = 30
 writer_memory_bytes = 67108864
 writer_threads = 2
 commit_interval_ms = 500
+commit_min_interval_ms = 100
 commit_max_events = 100000
 
 [ingest]

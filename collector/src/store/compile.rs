@@ -5,7 +5,8 @@
 //!   indexing: `42`, `42.0` → i64 42) and the boolean it reads as, so
 //!   `process.pid:42` finds a number and a string "42" alike.
 //! - `message` and `event.original` terms, and bare terms, go to the
-//!   full-text field `text`: tokenized like at indexing (lowercased), one
+//!   full-text field `text` (which holds the message, or the original of an
+//!   event without one): tokenized like at indexing (lowercased), one
 //!   token is a term query, several are a phrase.
 //! - Wildcards and `field:*` scan a range of the term dictionary
 //!   ([`TermScanQuery`]): the terms under the field's path (or with the

@@ -35,7 +35,7 @@ pub enum Query {
     #[default]
     All,
     /// One field or full-text condition. `field: None` is a bare term,
-    /// searched as full text in `message` and `event.original`.
+    /// searched as full text in `message` (or `event.original` without one).
     Term { field: Option<String>, value: Match },
     /// Every sub-query matches.
     And(Vec<Query>),

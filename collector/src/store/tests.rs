@@ -309,14 +309,38 @@ fn phrases_and_bare_words_search_full_text() {
         search_ids(&store, r#""password failed""#),
         Vec::<i64>::new()
     );
-    // event.original is searched too.
-    assert_eq!(search_ids(&store, "sshd"), vec![1]);
-    assert_eq!(search_ids(&store, "event.original:sshd"), vec![1]);
+    // event.original is not searched when the event has a message (ECS
+    // does not index it; its header is in keyword fields).
+    assert_eq!(search_ids(&store, "sshd"), Vec::<i64>::new());
+    assert_eq!(search_ids(&store, "process.name:sshd"), vec![1, 2]);
     // A bare word with separators is a phrase of its tokens.
     assert_eq!(search_ids(&store, "10.0.0.2"), vec![2]);
     // Full-text fields are not keywords, but `field:*` finds them.
     assert_eq!(search_ids(&store, "event.original:*"), vec![1]);
     assert_eq!(search_ids(&store, "message:*"), vec![1, 2, 3, 4]);
+}
+
+#[test]
+fn original_is_full_text_when_there_is_no_message() {
+    let dir = TempDir::new().expect("tempdir");
+    let store = open(&dir);
+    let events = vec![
+        at(
+            "2024-03-01T10:00:00Z",
+            json!({"id": 1, "event": {"original": "{\"action\":\"login\",\"user\":\"alice\"}"}}),
+        ),
+        at(
+            "2024-03-01T10:00:01Z",
+            json!({"id": 2, "message": "hello", "event.original": "bob said hello"}),
+        ),
+    ];
+    store.add(events).expect("add");
+    store.commit().expect("commit");
+    assert_eq!(search_ids(&store, "alice"), vec![1]);
+    assert_eq!(search_ids(&store, "event.original:login"), vec![1]);
+    assert_eq!(search_ids(&store, "hello"), vec![2]);
+    assert_eq!(search_ids(&store, "bob"), Vec::<i64>::new());
+    assert_eq!(search_ids(&store, "event.original:*"), vec![1, 2]);
 }
 
 #[test]
