@@ -13,6 +13,7 @@ use serde::Deserialize;
 use vigie_parse::Codec;
 
 use crate::sources::file::FileSourceOptions;
+use crate::spool::SpoolConfig;
 use crate::sources::journald::JournaldOptions;
 
 /// The whole configuration.
@@ -24,6 +25,8 @@ pub struct AgentConfig {
     pub host_name: String,
     pub collector: CollectorSection,
     pub batch: BatchSection,
+    /// `[spool]`, with `dir` resolved (default `<data_dir>/spool`).
+    pub spool: SpoolConfig,
     pub sources: Vec<SourceConfig>,
 }
 
@@ -133,6 +136,8 @@ struct RawConfig {
     #[serde(default)]
     batch: BatchSection,
     #[serde(default)]
+    spool: SpoolConfig,
+    #[serde(default)]
     sources: Vec<toml::Table>,
 }
 
@@ -224,6 +229,20 @@ impl AgentConfig {
         } else {
             raw.data_dir
         };
+        let mut spool = raw.spool;
+        spool.validate().map_err(&invalid)?;
+        // A batch must fit in a segment, with room for a few.
+        if spool.enabled && spool.segment_bytes < 2 * b.max_bytes as u64 {
+            return Err(invalid(format!(
+                "spool.segment_bytes ({}) must be at least twice batch.max_bytes ({})",
+                spool.segment_bytes, b.max_bytes
+            )));
+        }
+        spool.dir = Some(match spool.dir.take() {
+            Some(d) if d.is_relative() => base.join(d),
+            Some(d) => d,
+            None => data_dir.join("spool"),
+        });
         Ok(AgentConfig {
             data_dir,
             host_name: raw
@@ -232,6 +251,7 @@ impl AgentConfig {
                 .unwrap_or_else(system_hostname),
             collector,
             batch: raw.batch,
+            spool,
             sources,
         })
     }

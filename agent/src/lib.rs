@@ -1,15 +1,20 @@
 //! vigie-agent: the endpoint side of Vigie.
 //!
 //! Sources (file tailer, journald) produce raw records; the pipeline parses
-//! them into ECS events, batches them, and the shipper gzips and sends them
-//! to the collector over mTLS. Checkpoints advance only after the collector
-//! acknowledged the batch that carried the lines.
+//! them into ECS events and batches them; the spooler gzips each batch into
+//! the on-disk spool and ships it from there to the collector over mTLS.
+//! Source checkpoints advance once the batch carrying the lines is durable in
+//! the spool (without a spool: once the collector acknowledged it); a
+//! spooled batch leaves the spool once the collector acknowledged it.
 
 pub mod checkpoint;
 pub mod client;
 pub mod config;
 pub mod enroll;
+pub mod loss;
 pub mod pipeline;
 pub mod run;
 pub mod shipper;
 pub mod sources;
+pub mod spool;
+pub mod spooler;

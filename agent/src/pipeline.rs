@@ -93,6 +93,13 @@ impl Normalizer {
         ev
     }
 
+    /// Completes an event the agent makes itself (a data-loss report):
+    /// `vigie.source` is `vigie-agent`.
+    pub fn agent_event(&self, mut ev: Event) -> Event {
+        self.finish(&mut ev, "vigie-agent", None);
+        ev
+    }
+
     fn finish(&self, ev: &mut Event, source: &str, info: Option<&SourceInfo>) {
         ev.set_default(fields::HOST_NAME, self.host_name.as_str());
         ev.set(fields::VIGIE_SOURCE, source);

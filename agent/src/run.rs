@@ -4,13 +4,22 @@
 //! - each file source runs a tailer thread that sends lines into a bounded
 //!   channel (full channel = reading pauses, positions hold);
 //! - each journald source runs journalctl and sends records the same way;
-//! - the pipeline task normalizes and batches;
-//! - the dispatcher ships up to `batch.max_in_flight` batches at once;
-//! - the checkpoint task applies acknowledged positions in order and saves.
+//! - the pipeline task normalizes and batches (and turns drop reports into
+//!   data-loss events, see `loss.rs`);
+//! - with the spool (default), the spool writer appends sealed batches to
+//!   disk (a full spool in block mode stops the pipeline, then the sources)
+//!   and the spool dispatcher ships them from disk, up to
+//!   `batch.max_in_flight` at once (see `spooler.rs`); without it, the
+//!   dispatcher ships sealed batches from memory;
+//! - the checkpoint task applies positions in order and saves them: a
+//!   batch's positions once it is durable in the spool (without a spool: once
+//!   the collector acknowledged it).
 //!
-//! On stop, sources stop first, the open batch is sealed and shipped, and
-//! in-flight batches get a grace period; what is not acknowledged then is
-//! read again at the next start (its checkpoint did not move).
+//! On stop, sources stop first and the open batch is sealed. With the spool
+//! it is written to disk, in-flight batches get a grace period, and the rest
+//! is sent from the spool at the next start. Without it, sealed batches are
+//! shipped within the grace period; what is not acknowledged then is read
+//! again from the sources at the next start (its checkpoint did not move).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,6 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use bytes::Bytes;
 use tokio::sync::{mpsc, watch, Semaphore};
 use vigie_event::Event;
 
@@ -28,7 +38,9 @@ use crate::enroll::IdentityFiles;
 use crate::pipeline::{
     BatchBuilder, CheckpointTracker, Normalizer, Position, SealedBatch, SourceInfo,
 };
-use crate::shipper::{ship, Backoff, ShipStats, Shipped};
+use crate::loss::{self, LossSender};
+use crate::shipper::{compress, ship, Backoff, Outgoing, ShipStats, Shipped};
+use crate::spooler;
 use crate::sources::file::{self, RawLine};
 use crate::sources::journald::{self, JournalRecord};
 
@@ -112,25 +124,60 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
     drop(file_tx);
     drop(journal_tx);
 
-    let stream = format!("r{}", chrono::Utc::now().timestamp_millis());
     let stats = Arc::new(ShipStats::default());
+    let (losses, mut loss_rx) = LossSender::channel();
     let (sealed_tx, sealed_rx) = mpsc::channel::<SealedBatch>(1);
     let (ack_tx, ack_rx) = mpsc::unbounded_channel::<(u64, Vec<Position>)>();
     let (abort_tx, abort_rx) = watch::channel(false);
-    let dispatcher = tokio::spawn(dispatch(
-        sealed_rx,
-        ack_tx,
-        client,
-        stream,
-        cfg.batch.compression_level,
-        Backoff {
-            initial: Duration::from_millis(cfg.collector.initial_backoff_ms),
-            max: Duration::from_secs(cfg.collector.max_backoff_secs),
-        },
-        stats.clone(),
-        cfg.batch.max_in_flight,
-        abort_rx,
-    ));
+    let (stopping_tx, stopping_rx) = watch::channel(false);
+    let backoff = Backoff {
+        initial: Duration::from_millis(cfg.collector.initial_backoff_ms),
+        max: Duration::from_secs(cfg.collector.max_backoff_secs),
+    };
+    let shipping = if cfg.spool.enabled {
+        let shared = spooler::Shared::open(&cfg.spool, &cfg.data_dir.join("spool"))
+            .context("cannot open the spool")?;
+        let writer = tokio::spawn(spooler::write(
+            sealed_rx,
+            shared.clone(),
+            cfg.batch.compression_level,
+            spooler::fsync_interval(&cfg.spool),
+            ack_tx,
+            stats.clone(),
+            losses.clone(),
+            src_stop_rx.clone(),
+        ));
+        let dispatcher = tokio::spawn(spooler::dispatch(
+            shared.clone(),
+            client,
+            backoff,
+            stats.clone(),
+            cfg.batch.max_in_flight,
+            stopping_rx,
+            abort_rx,
+            losses.clone(),
+        ));
+        Shipping::Spool {
+            shared,
+            writer,
+            dispatcher,
+        }
+    } else {
+        // Without a spool, a stream is one run: sequences restart at 0.
+        let stream = format!("r{}", chrono::Utc::now().timestamp_millis());
+        Shipping::Memory(tokio::spawn(dispatch(
+            sealed_rx,
+            ack_tx,
+            client,
+            stream,
+            cfg.batch.compression_level,
+            backoff,
+            stats.clone(),
+            cfg.batch.max_in_flight,
+            abort_rx,
+            losses.clone(),
+        )))
+    };
     let saver = tokio::spawn(save_checkpoints(ack_rx, cp_store, checkpoints));
 
     let normalizer = Normalizer::new(cfg.host_name.clone(), infos);
@@ -177,6 +224,16 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
                 }
                 None => journal_open = false,
             },
+            loss = loss_rx.recv() => {
+                // `losses` is held here, so this channel never closes.
+                if let Some(loss) = loss {
+                    let ev = loss::loss_event(&loss, chrono::Utc::now());
+                    let ev = normalizer.agent_event(ev);
+                    if let Some(b) = builder.push(&ev, None) {
+                        if sealed_tx.send(b).await.is_err() { break; }
+                    }
+                }
+            }
             _ = sleep_until(deadline) => {
                 if let Some(b) = builder.seal() {
                     if sealed_tx.send(b).await.is_err() { break; }
@@ -200,7 +257,8 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
                     batches_acked = stats.batches_acked.load(Ordering::Relaxed),
                     bytes_sent = stats.bytes_sent.load(Ordering::Relaxed),
                     retries = stats.retries.load(Ordering::Relaxed),
-                    dropped = stats.events_dropped.load(Ordering::Relaxed),
+                    dropped_refused = stats.events_dropped.load(Ordering::Relaxed),
+                    dropped_spool = stats.spool_dropped_events.load(Ordering::Relaxed),
                     "agent stats"
                 );
             }
@@ -220,14 +278,39 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
     }
     drop(sealed_tx);
     drop(file_rx);
-    let mut dispatcher = dispatcher;
-    if tokio::time::timeout(STOP_GRACE, &mut dispatcher)
-        .await
-        .is_err()
-    {
-        tracing::warn!("in-flight batches not acknowledged within the grace period; they will be sent again at the next start");
-        let _ = abort_tx.send(true);
-        let _ = dispatcher.await;
+    match shipping {
+        Shipping::Memory(mut dispatcher) => {
+            if tokio::time::timeout(STOP_GRACE, &mut dispatcher)
+                .await
+                .is_err()
+            {
+                tracing::warn!("in-flight batches not acknowledged within the grace period; they will be read and sent again at the next start");
+                let _ = abort_tx.send(true);
+                let _ = dispatcher.await;
+            }
+        }
+        Shipping::Spool {
+            shared,
+            writer,
+            mut dispatcher,
+        } => {
+            // Everything sealed goes to disk; what is not acknowledged
+            // within the grace period is sent from the spool next time.
+            let _ = writer.await;
+            let _ = stopping_tx.send(true);
+            if tokio::time::timeout(STOP_GRACE, &mut dispatcher)
+                .await
+                .is_err()
+            {
+                tracing::warn!("in-flight batches not acknowledged within the grace period; they stay in the spool");
+                let _ = abort_tx.send(true);
+                let _ = dispatcher.await;
+            }
+            let closed = tokio::task::spawn_blocking(move || shared.lock().sync()).await;
+            if let Ok(Err(e)) = closed {
+                tracing::error!(error = %e, "spool: last fsync failed");
+            }
+        }
     }
     let _ = saver.await;
     for t in tailers {
@@ -243,6 +326,19 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
+/// Where sealed batches go.
+enum Shipping {
+    /// `spool.enabled = false`: batches wait in memory until acknowledged.
+    Memory(tokio::task::JoinHandle<()>),
+    Spool {
+        shared: Arc<spooler::Shared>,
+        writer: tokio::task::JoinHandle<()>,
+        dispatcher: tokio::task::JoinHandle<()>,
+    },
+}
+
+/// Ships batches straight from memory (no spool): positions are
+/// checkpointed once the collector acknowledged the batch.
 #[allow(clippy::too_many_arguments)]
 async fn dispatch(
     mut sealed: mpsc::Receiver<SealedBatch>,
@@ -254,24 +350,34 @@ async fn dispatch(
     stats: Arc<ShipStats>,
     max_in_flight: usize,
     abort: watch::Receiver<bool>,
+    losses: LossSender,
 ) {
     let permits = Arc::new(Semaphore::new(max_in_flight));
     let mut tasks = tokio::task::JoinSet::new();
-    while let Some(mut batch) = sealed.recv().await {
+    while let Some(batch) = sealed.recv().await {
         let Ok(permit) = permits.clone().acquire_owned().await else {
             break;
         };
-        let (client, stream, stats, acks) =
-            (client.clone(), stream.clone(), stats.clone(), acks.clone());
+        let Some(body) = compress(batch.body, level).await else {
+            break;
+        };
+        let out = Outgoing::new(&stream, batch.sequence, Bytes::from(body), batch.events);
+        let (sequence, positions) = (batch.sequence, batch.positions);
+        let (client, stats, acks, losses) =
+            (client.clone(), stats.clone(), acks.clone(), losses.clone());
         let mut abort = abort.clone();
         tasks.spawn(async move {
-            let outcome = ship(
-                &client, &stream, &mut batch, level, backoff, &stats, &mut abort,
-            )
-            .await;
+            let outcome = ship(&client, &out, backoff, &stats, &mut abort).await;
             drop(permit);
+            if outcome == Shipped::Refused {
+                losses.report(loss::Loss {
+                    reason: loss::REFUSED,
+                    events: out.events as u64,
+                    detail: format!("the collector refused batch {} for good", out.id),
+                });
+            }
             if outcome != Shipped::Cancelled {
-                let _ = acks.send((batch.sequence, batch.positions));
+                let _ = acks.send((sequence, positions));
             }
         });
         while tasks.try_join_next().is_some() {}

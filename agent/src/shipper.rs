@@ -1,6 +1,6 @@
 //! Shipping one sealed batch until the collector takes it.
 //!
-//! The body is gzipped once; the same bytes and the same `Vigie-Batch` id
+//! The body is gzipped once ([`compress`]); the same bytes and the same `Vigie-Batch` id
 //! are sent on every retry, so the collector recognises a retry after a lost
 //! acknowledgement. Retries back off exponentially with full jitter (so 750
 //! agents coming back after an outage do not hit the collector in step) and
@@ -17,7 +17,6 @@ use rand::Rng;
 use vigie_wire::{Ack, BatchId, BATCH_HEADER};
 
 use crate::client::CollectorClient;
-use crate::pipeline::SealedBatch;
 
 /// Counters of the shipper, shared with the rest of the agent.
 #[derive(Debug, Default)]
@@ -25,7 +24,14 @@ pub struct ShipStats {
     pub batches_acked: AtomicU64,
     pub events_acked: AtomicU64,
     pub events_rejected: AtomicU64,
+    /// Events of batches the collector refused for good.
     pub events_dropped: AtomicU64,
+    /// Events dropped by the spool (`when_full = "drop_oldest"`).
+    pub spool_dropped_events: AtomicU64,
+    /// Times the spool was found full in block mode (sources paused).
+    pub spool_full_waits: AtomicU64,
+    /// Spool reads and writes that failed (retried).
+    pub spool_errors: AtomicU64,
     pub bytes_sent: AtomicU64,
     pub retries: AtomicU64,
     pub duplicates: AtomicU64,
@@ -63,26 +69,43 @@ pub enum Shipped {
     Cancelled,
 }
 
-/// Sends `batch` until it is delivered, refused for good, or `stop` fires.
+/// A batch ready to send: its id and its gzip'ed body, the same bytes on
+/// every retry.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// `Vigie-Batch` value, `stream/seq`.
+    pub id: String,
+    pub body: Bytes,
+    pub events: usize,
+}
+
+impl Outgoing {
+    pub fn new(stream: &str, sequence: u64, body: Bytes, events: usize) -> Self {
+        Outgoing {
+            id: BatchId::new(stream, sequence).header_value(),
+            body,
+            events,
+        }
+    }
+}
+
+/// Gzips a batch body off the async threads. `None` only when the runtime
+/// is shutting down.
+pub async fn compress(raw: Vec<u8>, level: u32) -> Option<Vec<u8>> {
+    tokio::task::spawn_blocking(move || vigie_wire::gzip(&raw, level))
+        .await
+        .ok()
+}
+
+/// Sends `out` until it is delivered, refused for good, or `stop` fires.
 pub async fn ship(
     client: &CollectorClient,
-    stream: &str,
-    batch: &mut SealedBatch,
-    level: u32,
+    out: &Outgoing,
     backoff: Backoff,
     stats: &ShipStats,
     stop: &mut tokio::sync::watch::Receiver<bool>,
 ) -> Shipped {
-    // The raw NDJSON is gzipped once and dropped: only the compressed bytes
-    // are kept for retries, so a batch in flight costs its gzip size.
-    let raw = std::mem::take(&mut batch.body);
-    let raw_len = raw.len();
-    let body = match tokio::task::spawn_blocking(move || vigie_wire::gzip(&raw, level)).await {
-        Ok(z) => Bytes::from(z),
-        // Only a runtime shutting down cancels the task.
-        Err(_) => return Shipped::Cancelled,
-    };
-    let id = BatchId::new(stream, batch.sequence).header_value();
+    let (id, body) = (&out.id, &out.body);
     let headers = [
         (BATCH_HEADER, id.clone()),
         ("content-type", vigie_wire::batch::NDJSON.to_owned()),
@@ -107,7 +130,7 @@ pub async fn ship(
                 if ack.as_ref().is_some_and(|a| a.duplicate) {
                     stats.duplicates.fetch_add(1, Ordering::Relaxed);
                 }
-                delivered(stats, batch, body.len(), 0);
+                delivered(stats, out, 0);
                 return Shipped::Delivered;
             }
             Ok(a) if a.status == StatusCode::BAD_REQUEST => {
@@ -120,20 +143,20 @@ pub async fn ship(
                     .map_or(0, Vec::len);
                 if rejected > 0 {
                     tracing::error!(batch = %id, rejected, "collector rejected lines of a batch to its dead-letter store");
-                    delivered(stats, batch, body.len(), rejected as u64);
+                    delivered(stats, out, rejected as u64);
                     return Shipped::Delivered;
                 }
-                tracing::error!(batch = %id, events = batch.events, answer = %String::from_utf8_lossy(&a.body), "collector refused the batch as malformed; events dropped");
+                tracing::error!(batch = %id, events = out.events, answer = %String::from_utf8_lossy(&a.body), "collector refused the batch as malformed; events dropped");
                 stats
                     .events_dropped
-                    .fetch_add(batch.events as u64, Ordering::Relaxed);
+                    .fetch_add(out.events as u64, Ordering::Relaxed);
                 return Shipped::Refused;
             }
             Ok(a) if a.status == StatusCode::PAYLOAD_TOO_LARGE => {
-                tracing::error!(batch = %id, events = batch.events, bytes = raw_len, "collector refused the batch as too large; events dropped (lower batch.max_bytes)");
+                tracing::error!(batch = %id, events = out.events, bytes = body.len(), "collector refused the batch as too large; events dropped (lower batch.max_bytes)");
                 stats
                     .events_dropped
-                    .fetch_add(batch.events as u64, Ordering::Relaxed);
+                    .fetch_add(out.events as u64, Ordering::Relaxed);
                 return Shipped::Refused;
             }
             Ok(a) => {
@@ -166,14 +189,16 @@ pub async fn ship(
     }
 }
 
-fn delivered(stats: &ShipStats, batch: &SealedBatch, bytes: usize, rejected: u64) {
+fn delivered(stats: &ShipStats, out: &Outgoing, rejected: u64) {
+    let events = out.events as u64;
     stats.batches_acked.fetch_add(1, Ordering::Relaxed);
-    stats.events_acked.fetch_add(
-        batch.events as u64 - rejected.min(batch.events as u64),
-        Ordering::Relaxed,
-    );
+    stats
+        .events_acked
+        .fetch_add(events - rejected.min(events), Ordering::Relaxed);
     stats.events_rejected.fetch_add(rejected, Ordering::Relaxed);
-    stats.bytes_sent.fetch_add(bytes as u64, Ordering::Relaxed);
+    stats
+        .bytes_sent
+        .fetch_add(out.body.len() as u64, Ordering::Relaxed);
     let now = chrono::Utc::now().timestamp().max(0) as u64;
     stats.last_ack_unix_secs.store(now, Ordering::Relaxed);
 }

@@ -387,9 +387,42 @@ impl Db {
         )?)
     }
 
-    /// Records the batch ids `(agent_id, stream, seq, events)` in ONE
-    /// transaction (one fsync per group commit). Ids already recorded are
-    /// left as they were.
+    /// The commit group left open by a crash (its events may be partly in
+    /// the event store, its batches were never acknowledged), and the last
+    /// group number used.
+    pub fn ingest_groups(&self) -> Result<(Option<u64>, u64), DbError> {
+        let (open, last): (Option<i64>, i64) = self.lock().query_row(
+            "SELECT open_group, last_group FROM ingest_state WHERE id = 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok((
+            open.map(|g| u64::try_from(g).unwrap_or(0)),
+            u64::try_from(last).unwrap_or(0),
+        ))
+    }
+
+    /// Marks `group` open: set (durably) before any of its events may reach
+    /// the event store.
+    pub fn open_group(&self, group: u64) -> Result<(), DbError> {
+        let g = to_i64(group, "commit group")?;
+        self.lock().execute(
+            "UPDATE ingest_state SET open_group = ?1, last_group = MAX(last_group, ?1) WHERE id = 1",
+            params![g],
+        )?;
+        Ok(())
+    }
+
+    /// Clears the open group after its events were removed from the store.
+    pub fn abandon_group(&self) -> Result<(), DbError> {
+        self.lock()
+            .execute("UPDATE ingest_state SET open_group = NULL WHERE id = 1", [])?;
+        Ok(())
+    }
+
+    /// Records the batch ids `(agent_id, stream, seq, events)` of a
+    /// committed group and closes the group, in ONE transaction (one fsync
+    /// per group commit). Ids already recorded are left as they were.
     pub fn record_batches(
         &self,
         ids: &[(String, String, u64, u64)],
@@ -398,6 +431,7 @@ impl Db {
         let now = fmt_time(now);
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute("UPDATE ingest_state SET open_group = NULL WHERE id = 1", [])?;
         {
             let mut stmt = tx.prepare(
                 "INSERT OR IGNORE INTO batches (agent_id, stream, seq, events, received_at)

@@ -11,7 +11,16 @@
 //! previous commit started; at the latest `commit_interval_ms` after the
 //! oldest pending batch arrived, or once `commit_max_events` are pending.
 //! Batches that arrive during a commit wait for the next one, so the size of
-//! a commit grows with the load and their rate stays bounded. Only after the commit returned, and the batch ids were recorded
+//! a commit grows with the load and their rate stays bounded.
+//!
+//! Crash safety: each group of batches committed together has a number,
+//! marked open in SQLite (durably) before its first event reaches the
+//! store, and every event carries it. The store's commit, then one SQLite
+//! transaction that records the group's batch ids and closes the group,
+//! make it acknowledged. A crash in between (or a failed commit) leaves the
+//! group open: at the next start ([`Indexer::spawn`]) its events are deleted
+//! from the store, and its batches, never acknowledged, are stored once when
+//! the agents send them again. Only after the commit returned, and the batch ids were recorded
 //! in SQLite, are the waiting requests answered: an acknowledgement means
 //! durable. A batch id seen before (stored, or pending in the current group)
 //! is answered as a duplicate and not stored again.
@@ -136,6 +145,17 @@ pub enum IndexOutcome {
     Duplicate,
 }
 
+/// Why the indexer could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot read or repair the ingest state: {0}")]
+    Db(#[from] crate::db::DbError),
+    #[error("cannot remove the events of an interrupted commit: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error("cannot start the indexer thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
 /// Why the indexer could not take a batch.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum IndexError {
@@ -160,14 +180,21 @@ pub struct Indexer {
 }
 
 impl Indexer {
-    /// Starts the indexer on its own thread. It stops (after a last commit)
-    /// when every handle is dropped.
+    /// Removes what an interrupted commit left in the store, then starts
+    /// the indexer on its own thread. It stops (after a last commit) when
+    /// every handle is dropped.
     pub fn spawn(
         store: Arc<Store>,
         db: Arc<Db>,
         metrics: Arc<Metrics>,
         cfg: &StorageConfig,
-    ) -> std::io::Result<(Indexer, std::thread::JoinHandle<()>)> {
+    ) -> Result<(Indexer, std::thread::JoinHandle<()>), StartError> {
+        let (open, last) = db.ingest_groups()?;
+        if let Some(group) = open {
+            let deleted = store.delete_group(group)?;
+            db.abandon_group()?;
+            tracing::warn!(group, deleted, "removed the events of a commit interrupted by a crash; their batches were not acknowledged and will be sent again");
+        }
         let (tx, rx) = mpsc::channel(64);
         let handle = tokio::runtime::Handle::current();
         let worker = Worker {
@@ -185,6 +212,8 @@ impl Indexer {
             dup_waiters: Vec::new(),
             pending_events: 0,
             oldest: None,
+            group: last + 1,
+            group_open: false,
         };
         let join = std::thread::Builder::new()
             .name("vigie-indexer".into())
@@ -230,6 +259,9 @@ struct Worker {
     dup_waiters: Vec<Reply>,
     pending_events: usize,
     oldest: Option<Instant>,
+    /// The current commit group, and whether SQLite marks it open.
+    group: u64,
+    group_open: bool,
 }
 
 impl Worker {
@@ -304,8 +336,15 @@ impl Worker {
                 return;
             }
         }
+        if !self.group_open {
+            if let Err(e) = self.db.open_group(self.group) {
+                let _ = req.reply.send(Err(IndexError::Storage(e.to_string())));
+                return;
+            }
+            self.group_open = true;
+        }
         let n = req.events.len();
-        if let Err(e) = self.store.add(req.events) {
+        if let Err(e) = self.store.add_in_group(req.events, self.group) {
             tracing::error!(error = %e, agent = %key.0, "adding events to the store failed");
             let _ = req.reply.send(Err(IndexError::Storage(e.to_string())));
             return;
@@ -344,6 +383,25 @@ impl Worker {
                     .record_batches(&ids, Utc::now())
                     .map_err(|e| e.to_string())
             });
+        let group = self.group;
+        if self.group_open {
+            self.group += 1;
+        }
+        if result.is_err() && self.group_open {
+            // Part of the group may be committed: take it out, so that the
+            // batches (not acknowledged) are stored once when sent again.
+            match self.store.delete_group(group) {
+                Ok(_) => {
+                    if let Err(e) = self.db.abandon_group() {
+                        tracing::error!(error = %e, group, "cannot close an abandoned commit group; it is cleaned again at the next start");
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, group, "cannot remove the events of a failed commit; they are removed at the next start")
+                }
+            }
+        }
+        self.group_open = false;
         match result {
             Ok(()) => {
                 add(&self.metrics.commits, 1);
@@ -413,6 +471,75 @@ mod tests {
         let many = "{}\n".repeat(101);
         let err = decode_batch(many.as_bytes(), false, &cfg(), "a", Utc::now());
         assert!(matches!(err, Err(BatchError::TooManyEvents { max: 100 })));
+    }
+
+    fn event(n: u64) -> Map<String, Value> {
+        let v = serde_json::json!({"@timestamp": "2026-11-26T10:00:00Z", "message": format!("line {n}")});
+        match v {
+            Value::Object(m) => m,
+            _ => unreachable!(),
+        }
+    }
+
+    fn open(dir: &std::path::Path) -> (Arc<Store>, Arc<Db>) {
+        let store = Store::open(
+            &dir.join("events"),
+            crate::store::StoreConfig {
+                writer_memory_bytes: 64 << 20,
+                retention_days: 0,
+                writer_threads: 1,
+            },
+        )
+        .unwrap();
+        (Arc::new(store), Arc::new(Db::open(&dir.join("vigie.db")).unwrap()))
+    }
+
+    fn stored(store: &Store) -> u64 {
+        let q = crate::store::parse_query("").unwrap();
+        store.count(&q, None, None).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_commit_interrupted_by_a_crash_is_removed_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (store, db) = open(dir.path());
+            // Group 1 completes: stored and recorded.
+            db.open_group(1).unwrap();
+            store.add_in_group(vec![event(1), event(2)], 1).unwrap();
+            store.commit().unwrap();
+            db.record_batches(&[("agt_1".into(), "s1".into(), 1, 2)], Utc::now())
+                .unwrap();
+            // Group 2 reaches the store, then the process dies before SQLite
+            // records its batch.
+            db.open_group(2).unwrap();
+            store.add_in_group(vec![event(3), event(4), event(5)], 2).unwrap();
+            store.commit().unwrap();
+            assert_eq!(stored(&store), 5);
+        }
+        let (store, db) = open(dir.path());
+        let cfg = StorageConfig::default();
+        let (indexer, join) =
+            Indexer::spawn(store.clone(), db.clone(), Arc::default(), &cfg).unwrap();
+        assert_eq!(stored(&store), 2, "the interrupted group's events are gone");
+        assert_eq!(db.ingest_groups().unwrap(), (None, 2));
+        // The unacknowledged batch sent again is stored once; the completed
+        // one is a duplicate.
+        let id = |seq| BatchId::parse(&format!("s1/{seq}")).unwrap();
+        let again = indexer
+            .submit("agt_1".into(), id(2), vec![event(3), event(4), event(5)])
+            .await
+            .unwrap();
+        assert_eq!(again, IndexOutcome::Stored(3));
+        let dup = indexer
+            .submit("agt_1".into(), id(1), vec![event(1), event(2)])
+            .await
+            .unwrap();
+        assert_eq!(dup, IndexOutcome::Duplicate);
+        assert_eq!(stored(&store), 5);
+        assert_eq!(db.ingest_groups().unwrap(), (None, 3), "group 3 closed");
+        drop(indexer);
+        join.join().unwrap();
     }
 
     #[test]

@@ -62,6 +62,18 @@ pub(super) const MIGRATIONS: &[&str] = &[
         received_at TEXT NOT NULL
     );
     ",
+    // 2: commit groups. `open_group` is set before a group of batches is
+    // written to the event store and cleared, with the batch ids recorded,
+    // once the store committed it; found set at start, the group's events
+    // are removed from the store (its batches were never acknowledged).
+    "
+    CREATE TABLE ingest_state (
+        id         INTEGER PRIMARY KEY CHECK (id = 1),
+        last_group INTEGER NOT NULL,
+        open_group INTEGER
+    );
+    INSERT INTO ingest_state (id, last_group, open_group) VALUES (1, 0, NULL);
+    ",
 ];
 
 /// Applies the migrations the file has not seen yet, in one transaction.

@@ -43,9 +43,11 @@ use std::sync::{Arc, RwLock};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use tantivy::collector::Count;
 use tantivy::indexer::UserOperation;
-use tantivy::schema::Schema;
-use tantivy::{IndexWriter, TantivyError};
+use tantivy::query::TermQuery;
+use tantivy::schema::{IndexRecordOption, Schema};
+use tantivy::{IndexWriter, TantivyError, Term};
 
 use self::day::{day_name, day_of, parse_day_name, DayIndex};
 pub use self::query::{parse_query, Match, Query, QueryError};
@@ -271,6 +273,16 @@ impl Store {
     /// RFC 3339, else its `event.ingested`, else now). Nothing is visible
     /// nor durable before [`Store::commit`]. Returns the number added.
     pub fn add(&self, events: Vec<Map<String, Value>>) -> Result<usize, StoreError> {
+        self.add_in_group(events, 0)
+    }
+
+    /// [`Store::add`], marking the events with the ingest commit `group`
+    /// that [`Store::delete_group`] removes.
+    pub fn add_in_group(
+        &self,
+        events: Vec<Map<String, Value>>,
+        group: u64,
+    ) -> Result<usize, StoreError> {
         let n = events.len();
         if n == 0 {
             return Ok(0);
@@ -281,7 +293,7 @@ impl Store {
         for event in events {
             let ts_micros = event_time_us(&event).unwrap_or(now_us);
             let doc = builder
-                .build(self.fields, ts_micros, &event)
+                .build(self.fields, ts_micros, group, &event)
                 .map_err(StoreError::Serialize)?;
             // `event` is freed here, on this thread.
             drop(event);
@@ -459,6 +471,42 @@ impl Store {
             Some(e) => Err(e),
             None => Ok(()),
         }
+    }
+
+    /// Deletes, in every day index, the committed events of ingest commit
+    /// `group` (left by a crash in the middle of that group) and commits.
+    /// Returns how many were deleted.
+    pub fn delete_group(&self, group: u64) -> Result<u64, StoreError> {
+        let term = Term::from_field_u64(self.fields.grp, group);
+        let query = TermQuery::new(term.clone(), IndexRecordOption::Basic);
+        let days: Vec<Arc<DayIndex>> = self
+            .days
+            .read()
+            .map_err(|_| StoreError::Poisoned)?
+            .values()
+            .cloned()
+            .collect();
+        let mut deleted = 0u64;
+        for d in days {
+            let found = d
+                .reader
+                .searcher()
+                .search(&query, &Count)
+                .map_err(index_err(&d))? as u64;
+            if found == 0 {
+                continue;
+            }
+            let mut writers = self.writers.write().map_err(|_| StoreError::Poisoned)?;
+            self.ensure_writer(&mut writers, d.day)?;
+            if let Some(w) = writers.open.get_mut(&d.day) {
+                w.writer.delete_term(term.clone());
+                w.writer.commit().map_err(index_err(&d))?;
+            }
+            drop(writers);
+            d.reader.reload().map_err(index_err(&d))?;
+            deleted += found;
+        }
+        Ok(deleted)
     }
 
     /// Deletes the day indexes older than `retention_days` before `now`'s

@@ -16,7 +16,10 @@
 //!   `default` tokenizer (split on non-alphanumerics, lowercased, tokens over
 //!   40 bytes dropped), with positions for phrases;
 //! - `src` — the event serialized once as JSON, stored (compressed by the
-//!   doc store) and returned as is by searches.
+//!   doc store) and returned as is by searches;
+//! - `grp` — the ingest commit group that added the event (indexed, not
+//!   stored): after a crash in the middle of a group, its events are
+//!   deleted by this term (see `ingest.rs`).
 //!
 //! [`EventDoc`] implements tantivy's [`Document`] over a flattened copy of
 //! the event (one string buffer and one vector of leaves), built on the
@@ -26,7 +29,7 @@ use serde_json::{Map, Value};
 use tantivy::schema::document::{ReferenceValue, ReferenceValueLeaf};
 use tantivy::schema::{
     BytesOptions, DateOptions, DateTimePrecision, Document, Field, IndexRecordOption,
-    JsonObjectOptions, Schema, TextFieldIndexing, TextOptions, Value as TantivyValue,
+    JsonObjectOptions, NumericOptions, Schema, TextFieldIndexing, TextOptions, Value as TantivyValue,
 };
 use tantivy::DateTime as TantivyDateTime;
 
@@ -38,6 +41,8 @@ pub(crate) const KW_FIELD: &str = "kw";
 pub(crate) const TEXT_FIELD: &str = "text";
 /// Name of the stored source field.
 pub(crate) const SRC_FIELD: &str = "src";
+/// Name of the commit-group field.
+pub(crate) const GRP_FIELD: &str = "grp";
 
 /// Event fields searched as full text instead of keywords.
 pub(crate) const FULL_TEXT_FIELDS: [&str; 2] = ["message", "event.original"];
@@ -49,6 +54,7 @@ pub(crate) struct Fields {
     pub kw: Field,
     pub text: Field,
     pub src: Field,
+    pub grp: Field,
 }
 
 /// Builds the day-index schema.
@@ -81,7 +87,17 @@ pub(crate) fn build_schema() -> (Schema, Fields) {
         ),
     );
     let src = b.add_bytes_field(SRC_FIELD, BytesOptions::default().set_stored());
-    (b.build(), Fields { ts, kw, text, src })
+    let grp = b.add_u64_field(GRP_FIELD, NumericOptions::default().set_indexed());
+    (
+        b.build(),
+        Fields {
+            ts,
+            kw,
+            text,
+            src,
+            grp,
+        },
+    )
 }
 
 /// One event ready for a day index, flattened on the caller's thread.
@@ -94,6 +110,7 @@ pub(crate) fn build_schema() -> (Schema, Fields) {
 pub(crate) struct EventDoc {
     fields: Fields,
     ts_micros: i64,
+    group: u64,
     buf: String,
     source_len: usize,
     /// `message` and `event.original` (ranges in `buf`).
@@ -136,6 +153,7 @@ impl DocBuilder {
         &mut self,
         fields: Fields,
         ts_micros: i64,
+        group: u64,
         event: &Map<String, Value>,
     ) -> Result<EventDoc, serde_json::Error> {
         let mut buf = serde_json::to_string(event)?;
@@ -143,6 +161,7 @@ impl DocBuilder {
         let mut doc = EventDoc {
             fields,
             ts_micros,
+            group,
             source_len: buf.len(),
             buf: String::new(),
             text: [None, None],
@@ -300,7 +319,8 @@ impl<'a> Iterator for EventFields<'a> {
                         return Some((f.text, DocValue::Str(doc.str(span))));
                     }
                 }
-                3 => return Some((f.kw, DocValue::Flat(doc))),
+                3 => return Some((f.grp, DocValue::U64(doc.group))),
+                4 => return Some((f.kw, DocValue::Flat(doc))),
                 _ => return None,
             }
         }
@@ -395,7 +415,7 @@ mod tests {
         let Value::Object(map) = &event else {
             panic!("not an object")
         };
-        let doc = DocBuilder::default().build(fields, 7, map).expect("build");
+        let doc = DocBuilder::default().build(fields, 7, 0, map).expect("build");
         assert_eq!(
             serde_json::from_slice::<Value>(doc.source()).expect("json"),
             event

@@ -1,0 +1,395 @@
+//! The spool stages of `vigie-agent run`: sealed batches go to disk, and
+//! from disk to the collector.
+//!
+//! - [`write`] gzips each sealed batch and appends it to the [`Spool`].
+//!   Once the record is durable (per the spool's fsync policy) the batch's
+//!   source positions go to the checkpoint saver: from then on the batch
+//!   survives a crash of the agent, so its lines need not be read again.
+//!   When the spool is full in `block` mode it waits for acknowledgements,
+//!   and the pipeline (then the sources) wait behind it: file positions hold.
+//!   In `drop_oldest` mode every drop is counted and reported as a
+//!   data-loss event.
+//! - [`dispatch`] reads records back from disk, oldest first, and ships up to
+//!   `max_in_flight` of them at once with the id `stream/seq`; an
+//!   acknowledged (or definitively refused) record is acknowledged in the
+//!   spool, which reclaims its segment once all of it is done.
+//!
+//! The stream id lives in the spool directory (`stream`) and changes only
+//! when the spool starts over (no seq history): seqs never repeat within a
+//! stream, so a record sent again after a crash carries the id the collector
+//! already knows and is answered as a duplicate, not stored twice.
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, watch, Notify, Semaphore};
+
+use crate::checkpoint::write_file_atomic;
+use crate::client::CollectorClient;
+use crate::loss::{self, LossSender};
+use crate::pipeline::{Position, SealedBatch};
+use crate::shipper::{compress, ship, Backoff, Outgoing, ShipStats, Shipped};
+use crate::spool::{Append, FsyncPolicy, OpenReport, Spool, SpoolConfig, SpoolError};
+
+/// The spool shared by the writer, the dispatcher and the stats reporter.
+pub struct Shared {
+    spool: Mutex<Spool>,
+    /// A record was appended (wakes the dispatcher).
+    appended: Notify,
+    /// A record was acknowledged (wakes a writer waiting for room).
+    freed: Notify,
+    pub stream: String,
+}
+
+impl Shared {
+    /// Opens the spool in `cfg.dir` and logs what recovery found.
+    pub fn open(cfg: &SpoolConfig, default_dir: &Path) -> Result<Arc<Shared>, SpoolError> {
+        let dir = cfg.dir.clone().unwrap_or_else(|| default_dir.to_owned());
+        let (spool, report) = Spool::open(&dir, cfg)?;
+        log_open(&dir, &report);
+        let stream = stream_id(&dir, report.next_seq <= 1).map_err(|e| SpoolError::Write {
+            path: dir.join("stream"),
+            source: e,
+        })?;
+        Ok(Arc::new(Shared {
+            spool: Mutex::new(spool),
+            appended: Notify::new(),
+            freed: Notify::new(),
+            stream,
+        }))
+    }
+
+    /// The spool, even if a thread panicked while holding it (its state is
+    /// on disk and every call leaves it consistent).
+    pub fn lock(&self) -> MutexGuard<'_, Spool> {
+        self.spool
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    async fn blocking<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut Spool) -> T + Send + 'static,
+    ) -> Option<T> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || f(&mut me.lock()))
+            .await
+            .ok()
+    }
+}
+
+fn log_open(dir: &Path, r: &OpenReport) {
+    tracing::info!(
+        dir = %dir.display(),
+        records = r.records,
+        events = r.events,
+        bytes = r.bytes,
+        next_seq = r.next_seq,
+        "spool opened"
+    );
+    for c in &r.corruptions {
+        tracing::error!(
+            file = %c.path.display(),
+            offset = c.offset,
+            bytes = c.bytes,
+            truncated = c.truncated,
+            reason = %c.reason,
+            "spool: corrupt or torn data cut off at start"
+        );
+    }
+}
+
+/// The stream id kept in `dir/stream`; a new one when `fresh` (the spool has
+/// no seq history, so its seqs start again) or when the file is missing.
+fn stream_id(dir: &Path, fresh: bool) -> std::io::Result<String> {
+    let path = dir.join("stream");
+    if !fresh {
+        match std::fs::read_to_string(&path) {
+            Ok(s) if valid_stream(s.trim()) => return Ok(s.trim().to_owned()),
+            Ok(_) => tracing::warn!(file = %path.display(), "invalid stream id; starting a new stream"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let id = format!(
+        "s{}{:04x}",
+        chrono::Utc::now().timestamp_millis(),
+        rand::random::<u16>()
+    );
+    write_file_atomic(&path, format!("{id}\n").as_bytes(), 0o600)?;
+    Ok(id)
+}
+
+fn valid_stream(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+/// Batches appended but not yet durable: (spool seq, pipeline sequence,
+/// positions).
+type Pending = Vec<(u64, u64, Vec<Position>)>;
+
+/// Appends sealed batches to the spool until `sealed` closes; sends the
+/// positions of durable batches to `durable` in order.
+#[allow(clippy::too_many_arguments)]
+pub async fn write(
+    mut sealed: mpsc::Receiver<SealedBatch>,
+    shared: Arc<Shared>,
+    level: u32,
+    fsync_interval: Option<Duration>,
+    durable: mpsc::UnboundedSender<(u64, Vec<Position>)>,
+    stats: Arc<ShipStats>,
+    losses: LossSender,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut pending: Pending = Vec::new();
+    let mut tick = tokio::time::interval(fsync_interval.unwrap_or(Duration::from_secs(3600)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let batch = tokio::select! {
+            b = sealed.recv() => match b {
+                Some(b) => b,
+                None => break,
+            },
+            _ = tick.tick(), if fsync_interval.is_some() => {
+                sync(&shared, &mut pending, &durable).await;
+                continue;
+            }
+        };
+        let Some(body) = compress(batch.body, level).await else {
+            return;
+        };
+        let events = batch.events;
+        match append(&shared, events, body, &stats, &losses, &mut stop).await {
+            Appended::Stored(seq) => {
+                pending.push((seq, batch.sequence, batch.positions));
+                shared.appended.notify_one();
+            }
+            // Counted and reported: its positions may move on, in order.
+            Appended::Dropped => {
+                let after = pending.last().map_or(0, |p| p.0);
+                pending.push((after, batch.sequence, batch.positions));
+            }
+            // Not written: its lines are read again at the next start.
+            Appended::Stopped => break,
+        }
+        release(&shared, &mut pending, &durable);
+    }
+    sync(&shared, &mut pending, &durable).await;
+}
+
+enum Appended {
+    Stored(u64),
+    /// The record can never fit (counted as dropped and reported).
+    Dropped,
+    /// The agent stops while the spool is full or failing.
+    Stopped,
+}
+
+/// Appends one record, waiting while the spool is full (block mode) and
+/// retrying while the disk fails, until `stop` fires.
+async fn append(
+    shared: &Arc<Shared>,
+    events: usize,
+    body: Vec<u8>,
+    stats: &ShipStats,
+    losses: &LossSender,
+    stop: &mut watch::Receiver<bool>,
+) -> Appended {
+    let body = Arc::new(body);
+    let mut full_since: Option<tokio::time::Instant> = None;
+    loop {
+        let b = body.clone();
+        let n = u32::try_from(events).unwrap_or(u32::MAX);
+        if *stop.borrow() && full_since.is_some() {
+            return Appended::Stopped;
+        }
+        let Some(result) = shared.blocking(move |s| s.append(n, &b)).await else {
+            return Appended::Stopped;
+        };
+        match result {
+            Ok(Append::Stored { seq, dropped }) => {
+                if full_since.is_some() {
+                    tracing::info!("spool has room again; sources resume");
+                }
+                if !dropped.is_empty() {
+                    stats
+                        .spool_dropped_events
+                        .fetch_add(dropped.events, Ordering::Relaxed);
+                    tracing::error!(
+                        events = dropped.events,
+                        batches = dropped.records,
+                        bytes = dropped.bytes,
+                        "spool full (when_full = \"drop_oldest\"): oldest batches dropped"
+                    );
+                    losses.report(loss::Loss {
+                        reason: loss::SPOOL_FULL,
+                        events: dropped.events,
+                        detail: format!(
+                            "the agent's spool was full: {} oldest batches ({} bytes) dropped",
+                            dropped.records, dropped.bytes
+                        ),
+                    });
+                }
+                return Appended::Stored(seq);
+            }
+            Ok(Append::Full) => {
+                if full_since.is_none() {
+                    stats.spool_full_waits.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!("spool full (when_full = \"block\"): sources paused until the collector acknowledges batches");
+                    full_since = Some(tokio::time::Instant::now());
+                }
+                // A missed wake-up only costs the timeout.
+                tokio::select! {
+                    _ = shared.freed.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+            Err(SpoolError::TooLarge { bytes, limit, .. }) => {
+                stats
+                    .spool_dropped_events
+                    .fetch_add(events as u64, Ordering::Relaxed);
+                tracing::error!(
+                    events,
+                    bytes,
+                    limit,
+                    "batch larger than the whole spool; dropped"
+                );
+                losses.report(loss::Loss {
+                    reason: loss::SPOOL_FULL,
+                    events: events as u64,
+                    detail: format!("a batch of {bytes} bytes cannot fit a spool of {limit} bytes"),
+                });
+                return Appended::Dropped;
+            }
+            Err(e) => {
+                stats.spool_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, "cannot write to the spool; retrying in 1 s (sources paused)");
+                full_since.get_or_insert_with(tokio::time::Instant::now);
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.changed() => {}
+                }
+            }
+        }
+    }
+}
+
+/// Sends the positions of every durable pending batch, in order.
+fn release(
+    shared: &Shared,
+    pending: &mut Pending,
+    durable: &mpsc::UnboundedSender<(u64, Vec<Position>)>,
+) {
+    if pending.is_empty() {
+        return;
+    }
+    let done = shared.lock().durable_seq();
+    let n = pending.iter().take_while(|(seq, ..)| *seq <= done).count();
+    for (_, sequence, positions) in pending.drain(..n) {
+        let _ = durable.send((sequence, positions));
+    }
+}
+
+async fn sync(
+    shared: &Arc<Shared>,
+    pending: &mut Pending,
+    durable: &mpsc::UnboundedSender<(u64, Vec<Position>)>,
+) {
+    let synced = shared
+        .blocking(|s| if s.needs_sync() { s.sync() } else { Ok(()) })
+        .await;
+    match synced {
+        Some(Ok(())) => shared.appended.notify_one(),
+        Some(Err(e)) => tracing::error!(error = %e, "spool fsync failed"),
+        None => return,
+    }
+    release(shared, pending, durable);
+}
+
+/// The fsync period the writer must drive, if any.
+pub fn fsync_interval(cfg: &SpoolConfig) -> Option<Duration> {
+    (cfg.fsync == FsyncPolicy::Interval).then(|| Duration::from_millis(cfg.fsync_interval_ms))
+}
+
+/// Ships spooled records until `stopping` turns true (then waits for the
+/// batches in flight, which `abort` cancels).
+#[allow(clippy::too_many_arguments)]
+pub async fn dispatch(
+    shared: Arc<Shared>,
+    client: CollectorClient,
+    backoff: Backoff,
+    stats: Arc<ShipStats>,
+    max_in_flight: usize,
+    mut stopping: watch::Receiver<bool>,
+    abort: watch::Receiver<bool>,
+    losses: LossSender,
+) {
+    let permits = Arc::new(Semaphore::new(max_in_flight));
+    let mut tasks = tokio::task::JoinSet::new();
+    loop {
+        if *stopping.borrow() {
+            break;
+        }
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = stopping.changed() => break,
+        };
+        let record = match shared.blocking(|s| s.next_unsent()).await {
+            Some(Ok(Some(r))) => r,
+            Some(Ok(None)) => {
+                drop(permit);
+                tokio::select! {
+                    _ = shared.appended.notified() => {}
+                    // Also covers records synced by the spool itself.
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stopping.changed() => {}
+                }
+                continue;
+            }
+            Some(Err(e)) => {
+                drop(permit);
+                tracing::error!(error = %e, "cannot read the spool; retrying in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            None => break,
+        };
+        let out = Outgoing::new(
+            &shared.stream,
+            record.seq,
+            Bytes::from(record.payload),
+            record.events as usize,
+        );
+        let (client, stats, shared, losses) =
+            (client.clone(), stats.clone(), shared.clone(), losses.clone());
+        let mut abort = abort.clone();
+        let seq = record.seq;
+        tasks.spawn(async move {
+            let outcome = ship(&client, &out, backoff, &stats, &mut abort).await;
+            drop(permit);
+            if outcome == Shipped::Cancelled {
+                return;
+            }
+            if outcome == Shipped::Refused {
+                losses.report(loss::Loss {
+                    reason: loss::REFUSED,
+                    events: out.events as u64,
+                    detail: format!("the collector refused batch {} for good", out.id),
+                });
+            }
+            if let Some(Err(e)) = shared.blocking(move |s| s.ack(seq)).await {
+                tracing::error!(error = %e, seq, "spool acknowledgement not saved; the batch may be sent again after a restart")
+            }
+            shared.freed.notify_one();
+        });
+        while tasks.try_join_next().is_some() {}
+    }
+    while tasks.join_next().await.is_some() {}
+}
