@@ -49,6 +49,29 @@ pub struct Checkpoints {
     /// Journald cursors, keyed by source name.
     #[serde(default)]
     pub journald: BTreeMap<String, String>,
+    /// With the spool: the positions after the batch being appended as spool
+    /// record `spool_seq`, in effect once that record exists (see
+    /// [`Checkpoints::resolve_pending`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<PendingCheckpoint>,
+}
+
+/// Positions saved just before their batch is appended to the spool.
+///
+/// Saving positions after the append would leave a window (a crash between
+/// the two) where the lines are in the spool and read again from the source;
+/// saving them before, as plain positions, one where they are read by
+/// nobody. Saved as pending, they take effect at the next start only if the
+/// spool holds the record (`next_seq > spool_seq`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PendingCheckpoint {
+    /// The seq the spool gives the batch carrying these positions.
+    pub spool_seq: u64,
+    #[serde(default)]
+    pub files: BTreeMap<String, FileCheckpoint>,
+    #[serde(default)]
+    pub journald: BTreeMap<String, String>,
 }
 
 /// The acknowledged position in one file.
@@ -69,6 +92,20 @@ impl Checkpoints {
         Checkpoints {
             version: CHECKPOINTS_VERSION,
             ..Checkpoints::default()
+        }
+    }
+
+    /// Makes pending positions current if their spool record exists (the
+    /// spool's next seq is past it), else drops them; returns whether they
+    /// took effect.
+    pub fn resolve_pending(&mut self, spool_next_seq: u64) -> bool {
+        match self.pending.take() {
+            Some(p) if spool_next_seq > p.spool_seq => {
+                self.files = p.files;
+                self.journald = p.journald;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -171,6 +208,8 @@ struct CheckpointsOut<'a> {
     version: u32,
     files: &'a BTreeMap<String, FileCheckpoint>,
     journald: &'a BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pending: Option<&'a PendingCheckpoint>,
 }
 
 impl CheckpointStore {
@@ -238,6 +277,7 @@ impl CheckpointStore {
             version: CHECKPOINTS_VERSION,
             files: &cp.files,
             journald: &cp.journald,
+            pending: cp.pending.as_ref(),
         };
         let mut json = serde_json::to_vec_pretty(&out).map_err(|e| CheckpointError::Write {
             path: self.path.clone(),
@@ -292,6 +332,33 @@ pub fn write_file_atomic(path: &Path, contents: &[u8], mode: u32) -> io::Result<
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn pending_positions_apply_only_if_their_spool_record_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, mut cp, _) = CheckpointStore::open(dir.path()).unwrap();
+        cp.record_file("auth", 1, Path::new("/var/log/auth.log"), 100, 0);
+        let mut after = cp.clone();
+        after.record_file("auth", 1, Path::new("/var/log/auth.log"), 250, 0);
+        cp.pending = Some(PendingCheckpoint {
+            spool_seq: 7,
+            files: after.files.clone(),
+            journald: after.journald.clone(),
+        });
+        store.save(&cp).unwrap();
+
+        // The agent died before record 7 reached the spool: lines 100..250 are read again.
+        let (_, mut crashed_before, _) = CheckpointStore::open(dir.path()).unwrap();
+        assert!(!crashed_before.resolve_pending(7));
+        assert_eq!(crashed_before.file_offset("auth", 1), Some(100));
+        assert!(crashed_before.pending.is_none());
+
+        // Record 7 is in the spool: the lines are not read again.
+        let (_, mut crashed_after, _) = CheckpointStore::open(dir.path()).unwrap();
+        assert!(crashed_after.resolve_pending(8));
+        assert_eq!(crashed_after.file_offset("auth", 1), Some(250));
+    }
+
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 

@@ -13,8 +13,8 @@ use serde::Deserialize;
 use vigie_parse::Codec;
 
 use crate::sources::file::FileSourceOptions;
-use crate::spool::SpoolConfig;
 use crate::sources::journald::JournaldOptions;
+use crate::spool::SpoolConfig;
 
 /// The whole configuration.
 #[derive(Debug, Clone)]

@@ -218,7 +218,7 @@ impl CheckpointTracker {
         let now = Utc::now().timestamp();
         while let Some(positions) = self.done.remove(&self.next) {
             for p in positions {
-                apply(cp, p, now);
+                apply_position(cp, p, now);
                 changed = true;
             }
             self.next += 1;
@@ -232,7 +232,8 @@ impl CheckpointTracker {
     }
 }
 
-fn apply(cp: &mut Checkpoints, p: Position, now: i64) {
+/// Moves `cp` to `p` (a file offset never moves backwards).
+pub fn apply_position(cp: &mut Checkpoints, p: Position, now: i64) {
     match p {
         Position::File {
             source,

@@ -35,14 +35,14 @@ use crate::checkpoint::CheckpointStore;
 use crate::client::CollectorClient;
 use crate::config::{AgentConfig, SourceKind};
 use crate::enroll::IdentityFiles;
+use crate::loss::{self, LossSender};
 use crate::pipeline::{
     BatchBuilder, CheckpointTracker, Normalizer, Position, SealedBatch, SourceInfo,
 };
-use crate::loss::{self, LossSender};
 use crate::shipper::{compress, ship, Backoff, Outgoing, ShipStats, Shipped};
-use crate::spooler;
 use crate::sources::file::{self, RawLine};
 use crate::sources::journald::{self, JournalRecord};
+use crate::spooler;
 
 /// How long in-flight batches may take to finish once the agent is asked to stop.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -58,7 +58,19 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
         Some((&cert, &key)),
         Duration::from_secs(cfg.collector.request_timeout_secs),
     )?;
-    let (cp_store, checkpoints, existed) = CheckpointStore::open(&cfg.data_dir)?;
+    let (cp_store, mut checkpoints, existed) = CheckpointStore::open(&cfg.data_dir)?;
+    let spool = if cfg.spool.enabled {
+        let shared = spooler::Shared::open(&cfg.spool, &cfg.data_dir.join("spool"))
+            .context("cannot open the spool")?;
+        let next_seq = shared.lock().next_seq();
+        if checkpoints.resolve_pending(next_seq) {
+            tracing::info!("positions of the last spooled batch applied");
+        }
+        Some(shared)
+    } else {
+        checkpoints.pending = None;
+        None
+    };
     tracing::info!(agent = %identity.agent_id, collector = %cfg.collector.url, sources = cfg.sources.len(), "agent starting");
 
     let stop_sources = Arc::new(AtomicBool::new(false));
@@ -134,15 +146,15 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
         initial: Duration::from_millis(cfg.collector.initial_backoff_ms),
         max: Duration::from_secs(cfg.collector.max_backoff_secs),
     };
-    let shipping = if cfg.spool.enabled {
-        let shared = spooler::Shared::open(&cfg.spool, &cfg.data_dir.join("spool"))
-            .context("cannot open the spool")?;
+    let shipping = if let Some(shared) = spool {
+        drop((ack_tx, ack_rx));
         let writer = tokio::spawn(spooler::write(
             sealed_rx,
             shared.clone(),
             cfg.batch.compression_level,
             spooler::fsync_interval(&cfg.spool),
-            ack_tx,
+            cp_store,
+            checkpoints,
             stats.clone(),
             losses.clone(),
             src_stop_rx.clone(),
@@ -165,7 +177,7 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
     } else {
         // Without a spool, a stream is one run: sequences restart at 0.
         let stream = format!("r{}", chrono::Utc::now().timestamp_millis());
-        Shipping::Memory(tokio::spawn(dispatch(
+        let dispatcher = tokio::spawn(dispatch(
             sealed_rx,
             ack_tx,
             client,
@@ -176,9 +188,10 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
             cfg.batch.max_in_flight,
             abort_rx,
             losses.clone(),
-        )))
+        ));
+        let saver = tokio::spawn(save_checkpoints(ack_rx, cp_store, checkpoints));
+        Shipping::Memory { dispatcher, saver }
     };
-    let saver = tokio::spawn(save_checkpoints(ack_rx, cp_store, checkpoints));
 
     let normalizer = Normalizer::new(cfg.host_name.clone(), infos);
     let mut builder = BatchBuilder::new(cfg.batch.clone(), 0);
@@ -229,8 +242,13 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
                 if let Some(loss) = loss {
                     let ev = loss::loss_event(&loss, chrono::Utc::now());
                     let ev = normalizer.agent_event(ev);
-                    if let Some(b) = builder.push(&ev, None) {
-                        if sealed_tx.send(b).await.is_err() { break; }
+                    match &shipping {
+                        Shipping::Spool { shared, .. } => shared.send_fast(&[ev]),
+                        Shipping::Memory { .. } => {
+                            if let Some(b) = builder.push(&ev, None) {
+                                if sealed_tx.send(b).await.is_err() { break; }
+                            }
+                        }
                     }
                 }
             }
@@ -279,7 +297,10 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
     drop(sealed_tx);
     drop(file_rx);
     match shipping {
-        Shipping::Memory(mut dispatcher) => {
+        Shipping::Memory {
+            mut dispatcher,
+            saver,
+        } => {
             if tokio::time::timeout(STOP_GRACE, &mut dispatcher)
                 .await
                 .is_err()
@@ -288,6 +309,7 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
                 let _ = abort_tx.send(true);
                 let _ = dispatcher.await;
             }
+            let _ = saver.await;
         }
         Shipping::Spool {
             shared,
@@ -312,7 +334,6 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
             }
         }
     }
-    let _ = saver.await;
     for t in tailers {
         let _ = tokio::task::spawn_blocking(move || t.join()).await;
     }
@@ -328,8 +349,12 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 
 /// Where sealed batches go.
 enum Shipping {
-    /// `spool.enabled = false`: batches wait in memory until acknowledged.
-    Memory(tokio::task::JoinHandle<()>),
+    /// `spool.enabled = false`: batches wait in memory until acknowledged;
+    /// the saver checkpoints acknowledged positions.
+    Memory {
+        dispatcher: tokio::task::JoinHandle<()>,
+        saver: tokio::task::JoinHandle<()>,
+    },
     Spool {
         shared: Arc<spooler::Shared>,
         writer: tokio::task::JoinHandle<()>,

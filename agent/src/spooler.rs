@@ -1,10 +1,10 @@
 //! The spool stages of `vigie-agent run`: sealed batches go to disk, and
 //! from disk to the collector.
 //!
-//! - [`write`] gzips each sealed batch and appends it to the [`Spool`].
-//!   Once the record is durable (per the spool's fsync policy) the batch's
-//!   source positions go to the checkpoint saver: from then on the batch
-//!   survives a crash of the agent, so its lines need not be read again.
+//! - [`write`] gzips each sealed batch and appends it to the [`Spool`],
+//!   saving the source positions after the batch as pending on the record's
+//!   seq just before: they take effect at the next start only if the record
+//!   is in the spool, so lines are neither read again nor skipped.
 //!   When the spool is full in `block` mode it waits for acknowledgements,
 //!   and the pipeline (then the sources) wait behind it: file positions hold.
 //!   In `drop_oldest` mode every drop is counted and reported as a
@@ -13,6 +13,9 @@
 //!   `max_in_flight` of them at once with the id `stream/seq`; an
 //!   acknowledged (or definitively refused) record is acknowledged in the
 //!   spool, which reclaims its segment once all of it is done.
+//!
+//! The fast lane ([`Shared::send_fast`]) carries data-loss reports ahead of
+//! the backlog, so a report is not itself dropped by a full spool.
 //!
 //! The stream id lives in the spool directory (`stream`) and changes only
 //! when the spool starts over (no seq history): seqs never repeat within a
@@ -27,16 +30,21 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::{mpsc, watch, Notify, Semaphore};
 
-use crate::checkpoint::write_file_atomic;
+use crate::checkpoint::{write_file_atomic, CheckpointStore, Checkpoints, PendingCheckpoint};
 use crate::client::CollectorClient;
 use crate::loss::{self, LossSender};
-use crate::pipeline::{Position, SealedBatch};
+use crate::pipeline::{apply_position, SealedBatch};
 use crate::shipper::{compress, ship, Backoff, Outgoing, ShipStats, Shipped};
 use crate::spool::{Append, FsyncPolicy, OpenReport, Spool, SpoolConfig, SpoolError};
 
 /// The spool shared by the writer, the dispatcher and the stats reporter.
 pub struct Shared {
     spool: Mutex<Spool>,
+    /// The fast lane: small batches shipped ahead of the spool's backlog
+    /// (data-loss reports), in memory only.
+    fast: Mutex<std::collections::VecDeque<Outgoing>>,
+    fast_stream: String,
+    fast_seq: std::sync::atomic::AtomicU64,
     /// A record was appended (wakes the dispatcher).
     appended: Notify,
     /// A record was acknowledged (wakes a writer waiting for room).
@@ -54,8 +62,12 @@ impl Shared {
             path: dir.join("stream"),
             source: e,
         })?;
+        let fast_stream = format!("f{}", chrono::Utc::now().timestamp_millis());
         Ok(Arc::new(Shared {
             spool: Mutex::new(spool),
+            fast: Mutex::new(std::collections::VecDeque::new()),
+            fast_stream,
+            fast_seq: std::sync::atomic::AtomicU64::new(0),
             appended: Notify::new(),
             freed: Notify::new(),
             stream,
@@ -68,6 +80,38 @@ impl Shared {
         self.spool
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Queues events on the fast lane: shipped before any spooled batch,
+    /// never dropped by a full spool, but lost if the agent dies first (a
+    /// stream of its own per run, so the collector still deduplicates
+    /// retries).
+    pub fn send_fast(&self, events: &[vigie_event::Event]) {
+        let mut body = Vec::new();
+        for ev in events {
+            if serde_json::to_writer(&mut body, ev.as_map()).is_ok() {
+                body.push(b'\n');
+            }
+        }
+        let seq = self.fast_seq.fetch_add(1, Ordering::Relaxed);
+        let out = Outgoing::new(
+            &self.fast_stream,
+            seq,
+            Bytes::from(vigie_wire::gzip(&body, 6)),
+            events.len(),
+        );
+        self.fast
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push_back(out);
+        self.appended.notify_one();
+    }
+
+    fn next_fast(&self) -> Option<Outgoing> {
+        self.fast
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop_front()
     }
 
     async fn blocking<T: Send + 'static>(
@@ -109,7 +153,9 @@ fn stream_id(dir: &Path, fresh: bool) -> std::io::Result<String> {
     if !fresh {
         match std::fs::read_to_string(&path) {
             Ok(s) if valid_stream(s.trim()) => return Ok(s.trim().to_owned()),
-            Ok(_) => tracing::warn!(file = %path.display(), "invalid stream id; starting a new stream"),
+            Ok(_) => {
+                tracing::warn!(file = %path.display(), "invalid stream id; starting a new stream")
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
         }
@@ -127,24 +173,24 @@ fn valid_stream(s: &str) -> bool {
     !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
-/// Batches appended but not yet durable: (spool seq, pipeline sequence,
-/// positions).
-type Pending = Vec<(u64, u64, Vec<Position>)>;
-
-/// Appends sealed batches to the spool until `sealed` closes; sends the
-/// positions of durable batches to `durable` in order.
+/// Appends sealed batches to the spool until `sealed` closes, moving the
+/// source checkpoints with them: before each append, the positions after
+/// the batch are saved as pending on the record's seq (see
+/// [`crate::checkpoint::PendingCheckpoint`]), so a crash at any point
+/// neither re-reads spooled lines nor skips unspooled ones.
 #[allow(clippy::too_many_arguments)]
 pub async fn write(
     mut sealed: mpsc::Receiver<SealedBatch>,
     shared: Arc<Shared>,
     level: u32,
     fsync_interval: Option<Duration>,
-    durable: mpsc::UnboundedSender<(u64, Vec<Position>)>,
+    cp_store: CheckpointStore,
+    mut cp: Checkpoints,
     stats: Arc<ShipStats>,
     losses: LossSender,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut pending: Pending = Vec::new();
+    let cp_store = Arc::new(cp_store);
     let mut tick = tokio::time::interval(fsync_interval.unwrap_or(Duration::from_secs(3600)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -154,34 +200,54 @@ pub async fn write(
                 None => break,
             },
             _ = tick.tick(), if fsync_interval.is_some() => {
-                sync(&shared, &mut pending, &durable).await;
+                sync(&shared).await;
                 continue;
             }
         };
         let Some(body) = compress(batch.body, level).await else {
             return;
         };
-        let events = batch.events;
-        match append(&shared, events, body, &stats, &losses, &mut stop).await {
-            Appended::Stored(seq) => {
-                pending.push((seq, batch.sequence, batch.positions));
-                shared.appended.notify_one();
+        let mut after = None;
+        if !batch.positions.is_empty() {
+            let mut next = cp.clone();
+            let now = chrono::Utc::now().timestamp();
+            for p in batch.positions {
+                apply_position(&mut next, p, now);
             }
-            // Counted and reported: its positions may move on, in order.
-            Appended::Dropped => {
-                let after = pending.last().map_or(0, |p| p.0);
-                pending.push((after, batch.sequence, batch.positions));
+            let seq = shared.lock().next_seq();
+            let mut saved = cp.clone();
+            saved.pending = Some(PendingCheckpoint {
+                spool_seq: seq,
+                files: next.files.clone(),
+                journald: next.journald.clone(),
+            });
+            let store = cp_store.clone();
+            match tokio::task::spawn_blocking(move || store.save(&saved)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::error!(error = %e, "saving checkpoints failed; lines may be sent again after a restart")
+                }
+                Err(_) => return,
             }
-            // Not written: its lines are read again at the next start.
+            after = Some(next);
+        }
+        match append(&shared, batch.events, body, &stats, &losses, &mut stop).await {
+            Appended::Stored => shared.appended.notify_one(),
+            // Counted and reported.
+            Appended::Dropped => {}
+            // Not written: its lines are read again at the next start (the
+            // pending positions name a seq the spool never reached).
             Appended::Stopped => break,
         }
-        release(&shared, &mut pending, &durable);
+        if let Some(next) = after {
+            cp = next;
+        }
     }
-    sync(&shared, &mut pending, &durable).await;
+    sync(&shared).await;
 }
 
 enum Appended {
-    Stored(u64),
+    Stored,
     /// The record can never fit (counted as dropped and reported).
     Dropped,
     /// The agent stops while the spool is full or failing.
@@ -210,7 +276,7 @@ async fn append(
             return Appended::Stopped;
         };
         match result {
-            Ok(Append::Stored { seq, dropped }) => {
+            Ok(Append::Stored { dropped, .. }) => {
                 if full_since.is_some() {
                     tracing::info!("spool has room again; sources resume");
                 }
@@ -233,7 +299,7 @@ async fn append(
                         ),
                     });
                 }
-                return Appended::Stored(seq);
+                return Appended::Stored;
             }
             Ok(Append::Full) => {
                 if full_since.is_none() {
@@ -278,36 +344,15 @@ async fn append(
     }
 }
 
-/// Sends the positions of every durable pending batch, in order.
-fn release(
-    shared: &Shared,
-    pending: &mut Pending,
-    durable: &mpsc::UnboundedSender<(u64, Vec<Position>)>,
-) {
-    if pending.is_empty() {
-        return;
-    }
-    let done = shared.lock().durable_seq();
-    let n = pending.iter().take_while(|(seq, ..)| *seq <= done).count();
-    for (_, sequence, positions) in pending.drain(..n) {
-        let _ = durable.send((sequence, positions));
-    }
-}
-
-async fn sync(
-    shared: &Arc<Shared>,
-    pending: &mut Pending,
-    durable: &mpsc::UnboundedSender<(u64, Vec<Position>)>,
-) {
+async fn sync(shared: &Arc<Shared>) {
     let synced = shared
         .blocking(|s| if s.needs_sync() { s.sync() } else { Ok(()) })
         .await;
     match synced {
         Some(Ok(())) => shared.appended.notify_one(),
         Some(Err(e)) => tracing::error!(error = %e, "spool fsync failed"),
-        None => return,
+        None => {}
     }
-    release(shared, pending, durable);
 }
 
 /// The fsync period the writer must drive, if any.
@@ -341,6 +386,18 @@ pub async fn dispatch(
             },
             _ = stopping.changed() => break,
         };
+        if let Some(out) = shared.next_fast() {
+            let (client, stats) = (client.clone(), stats.clone());
+            let mut abort = abort.clone();
+            tasks.spawn(async move {
+                let outcome = ship(&client, &out, backoff, &stats, &mut abort).await;
+                drop(permit);
+                if outcome == Shipped::Refused {
+                    tracing::error!(batch = %out.id, "the collector refused a fast-lane batch");
+                }
+            });
+            continue;
+        }
         let record = match shared.blocking(|s| s.next_unsent()).await {
             Some(Ok(Some(r))) => r,
             Some(Ok(None)) => {
@@ -367,14 +424,27 @@ pub async fn dispatch(
             Bytes::from(record.payload),
             record.events as usize,
         );
-        let (client, stats, shared, losses) =
-            (client.clone(), stats.clone(), shared.clone(), losses.clone());
+        let (client, stats, shared, losses) = (
+            client.clone(),
+            stats.clone(),
+            shared.clone(),
+            losses.clone(),
+        );
         let mut abort = abort.clone();
         let seq = record.seq;
         tasks.spawn(async move {
             let outcome = ship(&client, &out, backoff, &stats, &mut abort).await;
             drop(permit);
             if outcome == Shipped::Cancelled {
+                // Still in the spool (sent at the next start), unless a full
+                // spool dropped it meanwhile: then it is lost now.
+                let lost = shared.blocking(move |s| s.abandon(seq)).await.unwrap_or_default();
+                if !lost.is_empty() {
+                    stats
+                        .spool_dropped_events
+                        .fetch_add(lost.events, Ordering::Relaxed);
+                    tracing::error!(events = lost.events, batch = %out.id, "batch dropped by the full spool was not delivered before the agent stopped");
+                }
                 return;
             }
             if outcome == Shipped::Refused {

@@ -491,7 +491,10 @@ mod tests {
             },
         )
         .unwrap();
-        (Arc::new(store), Arc::new(Db::open(&dir.join("vigie.db")).unwrap()))
+        (
+            Arc::new(store),
+            Arc::new(Db::open(&dir.join("vigie.db")).unwrap()),
+        )
     }
 
     fn stored(store: &Store) -> u64 {
@@ -513,7 +516,9 @@ mod tests {
             // Group 2 reaches the store, then the process dies before SQLite
             // records its batch.
             db.open_group(2).unwrap();
-            store.add_in_group(vec![event(3), event(4), event(5)], 2).unwrap();
+            store
+                .add_in_group(vec![event(3), event(4), event(5)], 2)
+                .unwrap();
             store.commit().unwrap();
             assert_eq!(stored(&store), 5);
         }

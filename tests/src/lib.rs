@@ -9,6 +9,8 @@
 //! Every child process is killed when its handle is dropped, so a failing
 //! test leaves nothing running.
 
+pub mod proxy;
+
 use std::io::{BufRead, BufReader, Read};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -378,10 +380,24 @@ impl Agent {
 
     /// Writes agent.toml: the collector section plus `sources` (TOML text).
     pub fn configure(&self, collector: &Collector, batch: &str, sources: &str) -> Result<()> {
+        self.configure_via(collector, &collector.base_url(), "", batch, sources)
+    }
+
+    /// Writes agent.toml shipping to `url` (e.g. a fault proxy in front of
+    /// `collector`), with `collector_extra` lines in `[collector]` and `rest`
+    /// (more sections, sources) after `[batch]`.
+    pub fn configure_via(
+        &self,
+        collector: &Collector,
+        url: &str,
+        collector_extra: &str,
+        batch: &str,
+        rest: &str,
+    ) -> Result<()> {
         let text = format!(
-            "data_dir = {:?}\n\n[collector]\nurl = {:?}\nca_file = {:?}\ninitial_backoff_ms = 100\nmax_backoff_secs = 2\n\n[batch]\n{batch}\n\n{sources}\n",
+            "data_dir = {:?}\n\n[collector]\nurl = {:?}\nca_file = {:?}\ninitial_backoff_ms = 100\nmax_backoff_secs = 2\n{collector_extra}\n\n[batch]\n{batch}\n\n{rest}\n",
             self.dir.to_string_lossy(),
-            collector.base_url(),
+            url,
             collector.ca_path().to_string_lossy(),
         );
         std::fs::write(&self.config, text)?;

@@ -37,6 +37,7 @@ impl Spool {
             persisted,
             acked_ahead: BTreeSet::new(),
             in_flight: BTreeMap::new(),
+            dropped_in_flight: BTreeMap::new(),
             cursor: Cursor {
                 seq: 0,
                 segment: None,

@@ -208,21 +208,28 @@ fn run(cfg: SpoolConfig, ops: Vec<Op>) {
                     }
                     Append::Stored { seq, dropped } => {
                         assert!(seq > model.max_seq, "seq {seq} reused");
-                        // Drops take exactly the oldest live records.
+                        // Drops take exactly the oldest live records; those
+                        // in flight are not counted (their sender still
+                        // delivers them, or abandons them).
+                        let live_before = model.live().count() as u64;
+                        let removed = live_before + 1 - spool.records();
                         let oldest: Vec<u64> = model
                             .live()
-                            .take(dropped.records as usize)
+                            .take(removed as usize)
                             .map(|(s, _)| *s)
                             .collect();
-                        assert_eq!(oldest.len() as u64, dropped.records);
+                        assert_eq!(oldest.len() as u64, removed);
                         let mut want = Dropped::default();
                         for s in oldest {
+                            let sending = model.in_flight.contains(&s);
                             if let Some(r) = model.recs.get_mut(&s) {
-                                want.add(Dropped {
-                                    records: 1,
-                                    events: u64::from(r.events),
-                                    bytes: record_bytes(r.len),
-                                });
+                                if !sending {
+                                    want.add(Dropped {
+                                        records: 1,
+                                        events: u64::from(r.events),
+                                        bytes: record_bytes(r.len),
+                                    });
+                                }
                                 r.status = Status::Gone;
                             }
                             // Still in `in_flight`: the collector may ack it anyway.

@@ -44,6 +44,10 @@ pub struct Spool {
     pub(super) acked_ahead: BTreeSet<u64>,
     /// Handed out, not acknowledged: seq → (events, record bytes).
     pub(super) in_flight: BTreeMap<u64, (u32, u64)>,
+    /// In flight when `drop_oldest` removed their segment: not counted as
+    /// dropped (the sender still holds them), unless abandoned
+    /// ([`Spool::abandon`]).
+    pub(super) dropped_in_flight: BTreeMap<u64, (u32, u64)>,
     pub(super) cursor: Cursor,
     pub(super) reader: Option<(u64, File)>,
     pub(super) durable: u64,
@@ -250,6 +254,16 @@ impl Spool {
             return Ok(Dropped::default());
         };
         let (first, end, dropped) = (seg.first_seq, seg.end_seq, seg.live);
+        let mut counted = dropped;
+        let sending: Vec<(u64, (u32, u64))> = self
+            .in_flight
+            .range(first..end)
+            .map(|(s, v)| (*s, *v))
+            .collect();
+        for (seq, (events, bytes)) in sending {
+            counted.sub(Dropped::one(events, bytes));
+            self.dropped_in_flight.insert(seq, (events, bytes));
+        }
         self.in_flight.retain(|s, _| *s < first || *s >= end);
         self.acked_ahead.retain(|s| *s < first || *s >= end);
         self.retire(0);
@@ -257,7 +271,22 @@ impl Spool {
         self.advance_watermark();
         self.persist_if_always()?;
         self.collect()?;
-        Ok(dropped)
+        Ok(counted)
+    }
+
+    /// The sender gives up on record `seq` (the agent stops before it was
+    /// delivered). Returns what is lost with it: nothing if it is still in
+    /// the spool (sent again at the next start), the record if `drop_oldest`
+    /// removed it while it was in flight.
+    pub fn abandon(&mut self, seq: u64) -> Dropped {
+        match self.dropped_in_flight.remove(&seq) {
+            Some((events, bytes)) => {
+                let lost = Dropped::one(events, bytes);
+                self.lost.add(lost);
+                lost
+            }
+            None => Dropped::default(),
+        }
     }
 
     /// The oldest record not handed out since open, read from disk; `None`
@@ -380,6 +409,10 @@ impl Spool {
                 seq,
                 next: self.next_seq,
             });
+        }
+        if self.dropped_in_flight.remove(&seq).is_some() {
+            // Delivered after its segment was dropped: not lost.
+            return Ok(());
         }
         if seq <= self.acked || self.acked_ahead.contains(&seq) {
             return Ok(());

@@ -422,19 +422,26 @@ fn drop_oldest_counts_exactly_and_never_hands_out_dropped_records() {
     assert_eq!(s.next_unsent().unwrap().map(|r| r.seq), Some(1));
     let r2 = s.next_unsent().unwrap();
     assert_eq!(r2.map(|r| r.seq), Some(2));
-    // Drops segment [1, 2]: both unacknowledged.
+    // Drops segment [1, 2]: both unacknowledged but in flight, so not
+    // counted yet: their sender delivers them or abandons them.
     let a = s.append(5, &payload(5, PAYLOAD_100)).unwrap();
     assert_eq!(
         a,
         Append::Stored {
             seq: 5,
-            dropped: Dropped {
-                records: 2,
-                events: 300,
-                bytes: 200
-            }
+            dropped: Dropped::default()
         }
     );
+    // 2 is abandoned (the agent stops before delivering it): lost now.
+    assert_eq!(
+        s.abandon(2),
+        Dropped {
+            records: 1,
+            events: 200,
+            bytes: 100
+        }
+    );
+    assert_eq!(s.abandon(2), Dropped::default(), "counted once");
     assert_eq!(s.acked_seq(), 2);
     assert_eq!(s.next_unsent().unwrap().map(|r| r.seq), Some(3));
     s.ack(3).unwrap();

@@ -29,7 +29,8 @@ use serde_json::{Map, Value};
 use tantivy::schema::document::{ReferenceValue, ReferenceValueLeaf};
 use tantivy::schema::{
     BytesOptions, DateOptions, DateTimePrecision, Document, Field, IndexRecordOption,
-    JsonObjectOptions, NumericOptions, Schema, TextFieldIndexing, TextOptions, Value as TantivyValue,
+    JsonObjectOptions, NumericOptions, Schema, TextFieldIndexing, TextOptions,
+    Value as TantivyValue,
 };
 use tantivy::DateTime as TantivyDateTime;
 
@@ -415,7 +416,9 @@ mod tests {
         let Value::Object(map) = &event else {
             panic!("not an object")
         };
-        let doc = DocBuilder::default().build(fields, 7, 0, map).expect("build");
+        let doc = DocBuilder::default()
+            .build(fields, 7, 0, map)
+            .expect("build");
         assert_eq!(
             serde_json::from_slice::<Value>(doc.source()).expect("json"),
             event

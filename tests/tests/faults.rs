@@ -1,0 +1,392 @@
+//! Fault injection: the real agent and collector on loopback with real mTLS,
+//! uniquely numbered lines written while things go wrong, and a check
+//! through the export API that every number arrived exactly once.
+//!
+//! `VIGIE_SOAK=1` makes the scenarios longer (more kills, more lines).
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use vigie_e2e::proxy::{FaultProxy, Mode};
+use vigie_e2e::{Agent, Collector};
+
+const BATCH: &str = "max_events = 1000\ntimeout_ms = 100";
+const QUERY: &str = "vigie.source:app";
+
+fn soak() -> bool {
+    std::env::var_os("VIGIE_SOAK").is_some()
+}
+
+fn append(path: &Path, from: usize, to: usize) {
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    let mut buf = String::with_capacity((to - from) * 64);
+    for i in from..to {
+        buf.push_str(&format!(
+            "fault line {i:07} user=bob src=192.0.2.{}\n",
+            i % 250
+        ));
+    }
+    f.write_all(buf.as_bytes()).unwrap();
+}
+
+/// Copies `path` to `to` and truncates `path`, like logrotate's copytruncate.
+fn copytruncate(path: &Path, to: &Path) {
+    std::fs::copy(path, to).unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+}
+
+fn sources(logs: &Path) -> String {
+    format!(
+        "[[sources]]\nname = \"app\"\ntype = \"file\"\ninclude = [\"{}/app.log*\"]\nformat = \"plain\"\nread_from = \"beginning\"\nglob_interval_ms = 200\n",
+        logs.display()
+    )
+}
+
+struct Setup {
+    collector: Collector,
+    agent: Agent,
+    logs: PathBuf,
+}
+
+fn setup(root: &Path) -> Setup {
+    let collector = Collector::start(root).unwrap();
+    let agent = Agent::enroll(root, "agent", &collector).unwrap();
+    let logs = root.join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    Setup {
+        collector,
+        agent,
+        logs,
+    }
+}
+
+/// Waits for `n` events, then checks that numbers `0..n` arrived exactly once.
+fn assert_exactly_once(collector: &Collector, n: usize, timeout: Duration) {
+    let got = collector.wait_count(QUERY, n as u64, timeout).unwrap();
+    let messages = collector.export_messages(QUERY).unwrap();
+    let mut seen: BTreeMap<usize, usize> = BTreeMap::new();
+    for m in &messages {
+        let num = m
+            .strip_prefix("fault line ")
+            .and_then(|r| r.get(..7))
+            .and_then(|d| d.parse().ok())
+            .unwrap_or_else(|| panic!("unexpected message {m:?}"));
+        *seen.entry(num).or_default() += 1;
+    }
+    let doubled: Vec<_> = seen.iter().filter(|(_, c)| **c > 1).take(10).collect();
+    let missing: Vec<_> = (0..n).filter(|i| !seen.contains_key(i)).take(10).collect();
+    assert!(
+        doubled.is_empty() && missing.is_empty() && seen.len() == n,
+        "count={got} exported={} distinct={} of {n}; doubled (first 10) {doubled:?}; missing (first 10) {missing:?}",
+        messages.len(),
+        seen.len()
+    );
+    assert_eq!(messages.len(), n);
+}
+
+fn log_of(agent: &Agent) -> String {
+    let mut out = String::new();
+    for e in std::fs::read_dir(&agent.dir).unwrap().flatten() {
+        if e.file_name().to_string_lossy().starts_with("agent-") {
+            out.push_str(&std::fs::read_to_string(e.path()).unwrap_or_default());
+        }
+    }
+    out
+}
+
+#[test]
+fn agent_killed_repeatedly_during_writes_and_rotations_loses_and_doubles_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Setup {
+        collector,
+        mut agent,
+        logs,
+    } = setup(tmp.path());
+    agent.configure(&collector, BATCH, &sources(&logs)).unwrap();
+    let app = logs.join("app.log");
+    let kills = if soak() { 20 } else { 8 };
+    let per_round = 3_000;
+    agent.start().unwrap();
+    let mut next = 0;
+    for round in 0..kills {
+        // Lines keep coming while the agent runs, then it dies mid-work.
+        for _ in 0..3 {
+            append(&app, next, next + per_round / 3);
+            next += per_round / 3;
+            std::thread::sleep(Duration::from_millis(60));
+        }
+        agent.proc.as_mut().unwrap().kill();
+        // Rotations while the agent is down, alternating rename and copytruncate.
+        match round % 3 {
+            0 => std::fs::rename(&app, logs.join(format!("app.log.{round}"))).unwrap(),
+            1 => copytruncate(&app, &logs.join(format!("app.log.{round}"))),
+            _ => {}
+        }
+        append(&app, next, next + 500);
+        next += 500;
+        agent.start().unwrap();
+    }
+    assert_exactly_once(&collector, next, Duration::from_secs(120));
+    assert!(
+        !log_of(&agent).contains(" ERROR "),
+        "no error expected:\n{}",
+        log_of(&agent)
+    );
+}
+
+#[test]
+fn collector_killed_and_restarted_while_the_agent_sends() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Setup {
+        mut collector,
+        mut agent,
+        logs,
+    } = setup(tmp.path());
+    agent.configure(&collector, BATCH, &sources(&logs)).unwrap();
+    let app = logs.join("app.log");
+    agent.start().unwrap();
+    let rounds = if soak() { 10 } else { 4 };
+    let mut next = 0;
+    for _ in 0..rounds {
+        for _ in 0..5 {
+            append(&app, next, next + 2_000);
+            next += 2_000;
+            std::thread::sleep(Duration::from_millis(40));
+        }
+        collector.proc.as_mut().unwrap().kill();
+        append(&app, next, next + 2_000);
+        next += 2_000;
+        std::thread::sleep(Duration::from_millis(300));
+        collector.serve().unwrap();
+    }
+    assert_exactly_once(&collector, next, Duration::from_secs(120));
+}
+
+#[test]
+fn network_black_holed_longer_than_the_request_timeout_then_restored() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Setup {
+        collector,
+        mut agent,
+        logs,
+    } = setup(tmp.path());
+    let upstream = format!("127.0.0.1:{}", collector.port).parse().unwrap();
+    let proxy = FaultProxy::start(upstream).unwrap();
+    let url = format!("https://127.0.0.1:{}", proxy.addr().port());
+    agent
+        .configure_via(
+            &collector,
+            &url,
+            "request_timeout_secs = 2",
+            BATCH,
+            &sources(&logs),
+        )
+        .unwrap();
+    let app = logs.join("app.log");
+    append(&app, 0, 5_000);
+    agent.start().unwrap();
+    let first = collector
+        .wait_count(QUERY, 5_000, Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(first, 5_000, "agent log:\n{}", log_of(&agent));
+
+    proxy.set_mode(Mode::BlackHole);
+    append(&app, 5_000, 15_000);
+    // Longer than the request timeout: requests in flight time out and retry.
+    std::thread::sleep(Duration::from_secs(5));
+    append(&app, 15_000, 20_000);
+    proxy.set_mode(Mode::Pass);
+    assert_exactly_once(&collector, 20_000, Duration::from_secs(120));
+    assert!(
+        log_of(&agent).contains("sending failed; will retry"),
+        "the agent should have seen the black hole"
+    );
+}
+
+/// The spool dir's segment bytes.
+fn spool_bytes(agent: &Agent) -> u64 {
+    std::fs::read_dir(agent.dir.join("spool"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().ends_with(".seg"))
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn backlog_spooled_while_the_collector_is_down_drains_with_rotations() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Setup {
+        mut collector,
+        mut agent,
+        logs,
+    } = setup(tmp.path());
+    let spool = "[spool]\nsegment_bytes = 1048576\n";
+    agent
+        .configure_via(
+            &collector,
+            &collector.base_url(),
+            "",
+            "max_events = 1000\ntimeout_ms = 100\nmax_bytes = 262144",
+            &format!("{spool}\n{}", sources(&logs)),
+        )
+        .unwrap();
+    let app = logs.join("app.log");
+    append(&app, 0, 1_000);
+    agent.start().unwrap();
+    let first = collector
+        .wait_count(QUERY, 1_000, Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(first, 1_000, "agent log:\n{}", log_of(&agent));
+    collector.proc.as_mut().unwrap().kill();
+
+    // A backlog, with two rotations, while the collector is down.
+    let total = if soak() { 500_000 } else { 100_000 };
+    let third = total / 3;
+    append(&app, 1_000, third);
+    std::fs::rename(&app, logs.join("app.log.1")).unwrap();
+    append(&app, third, 2 * third);
+    copytruncate(&app, &logs.join("app.log.2"));
+    append(&app, 2 * third, total);
+    // The backlog goes to the spool: wait until it stops growing.
+    let start = Instant::now();
+    let (mut peak, mut stable) = (0, 0);
+    while start.elapsed() < Duration::from_secs(120) && stable < 6 {
+        let now = spool_bytes(&agent);
+        stable = if now == peak && now > 0 {
+            stable + 1
+        } else {
+            0
+        };
+        peak = peak.max(now);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(
+        peak > 1 << 20,
+        "the backlog should be on disk, spool peaked at {peak} bytes"
+    );
+
+    collector.serve().unwrap();
+    assert_exactly_once(&collector, total, Duration::from_secs(300));
+    // Acknowledged segments are reclaimed (the one being written may stay).
+    let start = Instant::now();
+    while spool_bytes(&agent) > 1 << 20 && start.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        spool_bytes(&agent) <= 1 << 20,
+        "spool still holds {} bytes after the drain",
+        spool_bytes(&agent)
+    );
+}
+
+#[test]
+fn full_spool_blocks_without_loss_or_drops_oldest_and_reports_it() {
+    for drop_oldest in [false, true] {
+        let tmp = tempfile::tempdir().unwrap();
+        let Setup {
+            mut collector,
+            mut agent,
+            logs,
+        } = setup(tmp.path());
+        let when_full = if drop_oldest { "drop_oldest" } else { "block" };
+        // Small segments and a spool of four of them.
+        let spool = format!(
+            "[spool]\nsegment_bytes = 262144\nmax_bytes = 1048576\nwhen_full = \"{when_full}\"\n"
+        );
+        agent
+            .configure_via(
+                &collector,
+                &collector.base_url(),
+                "",
+                "max_events = 1000\ntimeout_ms = 100\nmax_bytes = 65536",
+                &format!("{spool}\n{}", sources(&logs)),
+            )
+            .unwrap();
+        collector.proc.as_mut().unwrap().kill();
+        let app = logs.join("app.log");
+        let total = 150_000;
+        append(&app, 0, total);
+        agent.start().unwrap();
+        // Let the agent fill the spool (several times over in drop mode).
+        let log_says = |what: &str| log_of(&agent).contains(what);
+        let start = Instant::now();
+        let signal = if drop_oldest {
+            "oldest batches dropped"
+        } else {
+            "spool full"
+        };
+        while !log_says(signal) && start.elapsed() < Duration::from_secs(60) {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        assert!(log_says(signal), "expected {signal:?} in the agent log");
+        assert!(
+            spool_bytes(&agent) <= 1 << 20,
+            "the spool stays within max_bytes"
+        );
+        std::thread::sleep(Duration::from_secs(2));
+        collector.serve().unwrap();
+        if !drop_oldest {
+            assert_exactly_once(&collector, total, Duration::from_secs(180));
+            continue;
+        }
+        // Drop mode: what arrived + what was reported dropped = everything,
+        // and nothing arrived twice.
+        let start = Instant::now();
+        let mut reported = 0u64;
+        let mut arrived = 0u64;
+        while start.elapsed() < Duration::from_secs(180) {
+            arrived = collector.count(QUERY).unwrap();
+            reported = loss_reported(&collector);
+            if arrived + reported >= total as u64 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        assert!(reported > 0, "drops must be reported");
+        assert_eq!(
+            arrived + reported,
+            total as u64,
+            "arrived {arrived} + dropped {reported} must be every line"
+        );
+        let messages = collector.export_messages(QUERY).unwrap();
+        let distinct: std::collections::HashSet<_> = messages.iter().collect();
+        assert_eq!(distinct.len(), messages.len(), "nothing doubled");
+    }
+}
+
+/// Sum of `vigie.loss.events` over the data-loss events stored.
+fn loss_reported(collector: &Collector) -> u64 {
+    let r = collector
+        .http()
+        .get(collector.url("/api/v1/events/export"))
+        .query(&[("q", "event.action:data-loss")])
+        .bearer_auth(&collector.token)
+        .send()
+        .unwrap();
+    let text = r.text().unwrap();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| {
+            v.pointer("/vigie/loss/events")
+                .and_then(serde_json::Value::as_u64)
+        })
+        .sum()
+}
