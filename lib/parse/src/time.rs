@@ -165,8 +165,9 @@ pub(crate) fn rfc3339_exact(s: &str) -> Option<LineTime> {
 /// The timestamp must be followed by a space or the end of `s`.
 pub(crate) fn bsd_prefix(s: &str) -> Option<(BsdTime, usize)> {
     let b = s.as_bytes();
-    let name = b.get(0..3)?;
-    let month = MONTHS.iter().position(|m| m.eq_ignore_ascii_case(name))? as u32 + 1;
+    let name: [u8; 3] = b.get(0..3)?.try_into().ok()?;
+    let name = name.map(|c| c.to_ascii_lowercase());
+    let month = MONTHS.iter().position(|m| **m == name)? as u32 + 1;
     if b.get(3) != Some(&b' ') {
         return None;
     }
