@@ -15,6 +15,7 @@ use vigie_parse::Codec;
 use crate::sources::file::FileSourceOptions;
 use crate::sources::journald::JournaldOptions;
 use crate::spool::SpoolConfig;
+use crate::stats::MetricsSection;
 
 /// The whole configuration.
 #[derive(Debug, Clone)]
@@ -27,6 +28,8 @@ pub struct AgentConfig {
     pub batch: BatchSection,
     /// `[spool]`, with `dir` resolved (default `<data_dir>/spool`).
     pub spool: SpoolConfig,
+    /// `[metrics]`: the local Prometheus endpoint.
+    pub metrics: MetricsSection,
     pub sources: Vec<SourceConfig>,
 }
 
@@ -47,6 +50,9 @@ pub struct CollectorSection {
     /// Longest retry delay, in seconds.
     #[serde(default = "default_max_backoff_secs")]
     pub max_backoff_secs: u64,
+    /// How often the agent reports its counters to the collector, in seconds.
+    #[serde(default = "default_stats_interval_secs")]
+    pub stats_interval_secs: u64,
 }
 
 /// `[batch]`: how events are grouped before shipping.
@@ -90,6 +96,9 @@ fn default_initial_backoff_ms() -> u64 {
 }
 fn default_max_backoff_secs() -> u64 {
     60
+}
+fn default_stats_interval_secs() -> u64 {
+    30
 }
 fn default_max_events() -> usize {
     5000
@@ -137,6 +146,8 @@ struct RawConfig {
     batch: BatchSection,
     #[serde(default)]
     spool: SpoolConfig,
+    #[serde(default)]
+    metrics: MetricsSection,
     #[serde(default)]
     sources: Vec<toml::Table>,
 }
@@ -189,6 +200,9 @@ impl AgentConfig {
                 "collector.url must be an https:// URL, got {:?}",
                 collector.url
             )));
+        }
+        if collector.stats_interval_secs == 0 {
+            return Err(invalid("collector.stats_interval_secs must be > 0".into()));
         }
         if collector.ca_file.is_relative() {
             collector.ca_file = base.join(&collector.ca_file);
@@ -252,6 +266,7 @@ impl AgentConfig {
             collector,
             batch: raw.batch,
             spool,
+            metrics: raw.metrics,
             sources,
         })
     }

@@ -18,3 +18,4 @@ pub mod shipper;
 pub mod sources;
 pub mod spool;
 pub mod spooler;
+pub mod stats;

@@ -43,6 +43,7 @@ use crate::shipper::{compress, ship, Backoff, Outgoing, ShipStats, Shipped};
 use crate::sources::file::{self, RawLine};
 use crate::sources::journald::{self, JournalRecord};
 use crate::spooler;
+use crate::stats::StatsSources;
 
 /// How long in-flight batches may take to finish once the agent is asked to stop.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -146,6 +147,8 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
         initial: Duration::from_millis(cfg.collector.initial_backoff_ms),
         max: Duration::from_secs(cfg.collector.max_backoff_secs),
     };
+    let stats_client = client.clone();
+    let stats_spool = spool.clone();
     let shipping = if let Some(shared) = spool {
         drop((ack_tx, ack_rx));
         let writer = tokio::spawn(spooler::write(
@@ -193,6 +196,27 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
         Shipping::Memory { dispatcher, saver }
     };
 
+    let sources = StatsSources {
+        ship: stats.clone(),
+        tailers: tailer_stats.clone(),
+        spool: stats_spool,
+        started_unix_secs: chrono::Utc::now().timestamp().max(0) as u64,
+    };
+    tokio::spawn(crate::stats::report(
+        stats_client,
+        sources.clone(),
+        Duration::from_secs(cfg.collector.stats_interval_secs),
+        src_stop_rx.clone(),
+    ));
+    if cfg.metrics.enabled {
+        let (listen, stop_rx) = (cfg.metrics.listen, src_stop_rx.clone());
+        tokio::spawn(async move {
+            if let Err(e) = crate::stats::serve(listen, sources, stop_rx).await {
+                tracing::error!(listen = %listen, error = %e, "metrics endpoint cannot start; the agent runs without it");
+            }
+        });
+    }
+
     let normalizer = Normalizer::new(cfg.host_name.clone(), infos);
     let mut builder = BatchBuilder::new(cfg.batch.clone(), 0);
     let mut report = tokio::time::interval(Duration::from_secs(60));
@@ -207,6 +231,7 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
             _ = stop.changed() => break,
             lines = file_rx.recv(), if sources_open => match lines {
                 Some(lines) => {
+                    stats.lines_read.fetch_add(lines.len() as u64, Ordering::Relaxed);
                     let ctx = normalizer.context();
                     for line in lines {
                         let ev = normalizer.file_line(&line, &ctx);
@@ -225,6 +250,7 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
             },
             recs = journal_rx.recv(), if journal_open => match recs {
                 Some((source, recs)) => {
+                    stats.lines_read.fetch_add(recs.len() as u64, Ordering::Relaxed);
                     for r in recs {
                         let ev: Event = normalizer.journal_event(&source, r.event);
                         // An empty cursor is no position: nothing to checkpoint.

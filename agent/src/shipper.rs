@@ -21,6 +21,10 @@ use crate::client::CollectorClient;
 /// Counters of the shipper, shared with the rest of the agent.
 #[derive(Debug, Default)]
 pub struct ShipStats {
+    /// Lines and journald entries taken from sources by the pipeline.
+    pub lines_read: AtomicU64,
+    /// Events dropped by a source's rate limit in drop mode.
+    pub rate_limited_events: AtomicU64,
     pub batches_acked: AtomicU64,
     pub events_acked: AtomicU64,
     pub events_rejected: AtomicU64,

@@ -7,7 +7,9 @@ pub mod batch;
 pub mod compress;
 pub mod enroll;
 pub mod pki;
+pub mod stats;
 
 pub use batch::{Ack, BatchId, BatchIdError, ErrorBody, ErrorDetail, BATCH_HEADER};
 pub use compress::{gunzip_capped, gzip, DecompressError};
 pub use enroll::{EnrollRequest, EnrollResponse};
+pub use stats::{AgentStats, Drops, STATS_PATH};
