@@ -6,12 +6,14 @@
 //! which also refuses unknown keys. Every error names the file, the line and
 //! the key, and says what would be valid.
 
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use serde::Deserialize;
 use vigie_parse::Codec;
 
+use crate::ratelimit::{RateLimit, WhenLimited};
 use crate::sources::file::FileSourceOptions;
 use crate::sources::journald::JournaldOptions;
 use crate::spool::SpoolConfig;
@@ -125,6 +127,8 @@ pub struct SourceConfig {
     pub dataset: String,
     /// How lines are decoded.
     pub codec: Codec,
+    /// `max_events_per_second`, `burst_events`, `when_limited`.
+    pub rate: Option<RateLimit>,
     pub kind: SourceKind,
 }
 
@@ -301,6 +305,7 @@ fn parse_source(i: usize, mut table: toml::Table) -> Result<SourceConfig, String
         .ok_or_else(|| format!("{}: missing (\"file\" or \"journald\")", at("type")))?;
     let format = take_str(&mut table, "format")?;
     let dataset = take_str(&mut table, "dataset")?.unwrap_or_else(|| name.clone());
+    let rate = take_rate(&mut table, &at)?;
     let codec = match &format {
         Some(f) => Codec::from_str(f).map_err(|e| format!("{}: {e}", at("format")))?,
         None if kind == "journald" => Codec::Plain,
@@ -332,8 +337,68 @@ fn parse_source(i: usize, mut table: toml::Table) -> Result<SourceConfig, String
         name,
         dataset,
         codec,
+        rate,
         kind,
     })
+}
+
+/// The rate-limit keys of a source (common to every type).
+fn take_rate(
+    table: &mut toml::Table,
+    at: &dyn Fn(&str) -> String,
+) -> Result<Option<RateLimit>, String> {
+    let mut take_u32 = |key: &str| -> Result<Option<u32>, String> {
+        match table.remove(key) {
+            None => Ok(None),
+            Some(toml::Value::Integer(n)) => u32::try_from(n)
+                .map(Some)
+                .map_err(|_| format!("{}: must be between 0 and {}", at(key), u32::MAX)),
+            Some(other) => Err(format!(
+                "{}: expected an integer, found {}",
+                at(key),
+                other.type_str()
+            )),
+        }
+    };
+    let rate = take_u32("max_events_per_second")?.unwrap_or(0);
+    let burst = take_u32("burst_events")?;
+    let when_limited = match table.remove("when_limited") {
+        None => WhenLimited::default(),
+        Some(toml::Value::String(s)) => match s.as_str() {
+            "block" => WhenLimited::Block,
+            "drop" => WhenLimited::Drop,
+            other => {
+                return Err(format!(
+                    "{}: unknown value {other:?} (use \"block\" or \"drop\")",
+                    at("when_limited")
+                ))
+            }
+        },
+        Some(other) => {
+            return Err(format!(
+                "{}: expected a string, found {}",
+                at("when_limited"),
+                other.type_str()
+            ))
+        }
+    };
+    let Some(events_per_second) = NonZeroU32::new(rate) else {
+        if burst.is_some() {
+            return Err(format!(
+                "{}: needs max_events_per_second",
+                at("burst_events")
+            ));
+        }
+        return Ok(None);
+    };
+    // Default burst: one second's worth.
+    let burst = NonZeroU32::new(burst.unwrap_or(rate))
+        .ok_or_else(|| format!("{}: must be > 0", at("burst_events")))?;
+    Ok(Some(RateLimit {
+        events_per_second,
+        burst,
+        when_limited,
+    }))
 }
 
 /// The line of the key an error message names within the `i`-th `[[sources]]`
@@ -434,6 +499,49 @@ type = "journald"
         assert_eq!(cfg.sources[0].dataset, "auth");
         assert!(matches!(cfg.sources[1].kind, SourceKind::Journald(_)));
         assert_eq!(cfg.batch.max_events, 5000);
+    }
+
+    #[test]
+    fn rate_limits_spool_and_metrics_are_read_and_checked() {
+        let text = GOOD
+            .replace(
+                "read_from = \"beginning\"",
+                "read_from = \"beginning\"\nmax_events_per_second = 200\nwhen_limited = \"drop\"",
+            )
+            .replacen(
+                "[collector]",
+                "[spool]\nwhen_full = \"drop_oldest\"\n\n[metrics]\nenabled = true\n\n[collector]",
+                1,
+            );
+        let cfg = parse(&text).unwrap();
+        let rate = cfg.sources[0].rate.expect("rate limit");
+        assert_eq!(rate.events_per_second.get(), 200);
+        assert_eq!(rate.burst.get(), 200, "default burst: one second");
+        assert_eq!(rate.when_limited, WhenLimited::Drop);
+        assert!(cfg.sources[1].rate.is_none());
+        assert_eq!(cfg.spool.when_full, crate::spool::WhenFull::DropOldest);
+        assert_eq!(
+            cfg.spool.dir.as_deref(),
+            Some(Path::new("/var/lib/vigie-agent/spool"))
+        );
+        assert!(cfg.metrics.enabled);
+        assert_eq!(cfg.metrics.listen.to_string(), "127.0.0.1:9464");
+
+        let bad = GOOD.replace(
+            "read_from = \"beginning\"",
+            "read_from = \"beginning\"\nburst_events = 5",
+        );
+        let err = parse(&bad).unwrap_err().to_string();
+        assert!(
+            err.contains("sources[0].burst_events: needs max_events_per_second"),
+            "{err}"
+        );
+        let bad = GOOD.replace(
+            "read_from = \"beginning\"",
+            "read_from = \"beginning\"\nmax_events_per_second = 5\nwhen_limited = \"slow\"",
+        );
+        let err = parse(&bad).unwrap_err().to_string();
+        assert!(err.contains("when_limited"), "{err}");
     }
 
     #[test]

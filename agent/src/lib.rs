@@ -13,6 +13,7 @@ pub mod config;
 pub mod enroll;
 pub mod loss;
 pub mod pipeline;
+pub mod ratelimit;
 pub mod run;
 pub mod shipper;
 pub mod sources;

@@ -39,11 +39,35 @@ use crate::loss::{self, LossSender};
 use crate::pipeline::{
     BatchBuilder, CheckpointTracker, Normalizer, Position, SealedBatch, SourceInfo,
 };
+use crate::ratelimit::SourceLimiter;
 use crate::shipper::{compress, ship, Backoff, Outgoing, ShipStats, Shipped};
 use crate::sources::file::{self, RawLine};
 use crate::sources::journald::{self, JournalRecord};
 use crate::spooler;
 use crate::stats::StatsSources;
+
+/// Counts and reports what each source's rate limit dropped since the last call.
+fn report_rate_drops(
+    limiters: &[(Arc<str>, Arc<SourceLimiter>)],
+    stats: &ShipStats,
+    losses: &LossSender,
+) {
+    for (source, l) in limiters {
+        let n = l.take_new_drops();
+        if n > 0 {
+            stats.rate_limited_events.fetch_add(n, Ordering::Relaxed);
+            tracing::warn!(source = %source, events = n, "rate limit (when_limited = \"drop\"): events dropped");
+            losses.report(loss::Loss {
+                reason: loss::RATE_LIMIT,
+                events: n,
+                detail: format!("source {source} was over its max_events_per_second"),
+            });
+        }
+    }
+}
+
+/// How often drops by rate limits are counted and reported.
+const RATE_DROP_REPORT: Duration = Duration::from_secs(5);
 
 /// How long in-flight batches may take to finish once the agent is asked to stop.
 const STOP_GRACE: Duration = Duration::from_secs(10);
@@ -81,8 +105,13 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
     let mut infos = HashMap::new();
     let mut tailers = Vec::new();
     let mut tailer_stats = Vec::new();
+    let mut limiters: Vec<(Arc<str>, Arc<SourceLimiter>)> = Vec::new();
     for s in &cfg.sources {
         let name: Arc<str> = Arc::from(s.name.as_str());
+        let limiter = s.rate.map(|r| Arc::new(SourceLimiter::new(r)));
+        if let Some(l) = &limiter {
+            limiters.push((name.clone(), l.clone()));
+        }
         infos.insert(
             name.clone(),
             SourceInfo {
@@ -95,8 +124,13 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
                 let started = file::Tailer::new(&s.name, opts.clone(), &checkpoints, !existed)
                     .and_then(|t| {
                         let stats = t.stats_handle();
-                        file::spawn_tailer(t, file_tx.clone(), stop_sources.clone())
-                            .map(|h| (h, stats))
+                        file::spawn_tailer(
+                            t,
+                            file_tx.clone(),
+                            stop_sources.clone(),
+                            limiter.clone(),
+                        )
+                        .map(|h| (h, stats))
                     });
                 match started {
                     Ok((h, stats)) => {
@@ -113,9 +147,14 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
                 let cursor = checkpoints.journald.get(&s.name).cloned();
                 let fwd = journal_tx.clone();
                 let n = name.clone();
+                let limiter = limiter.clone();
                 tokio::spawn(async move {
-                    while let Some(recs) = rx.recv().await {
-                        if fwd.send((n.clone(), recs)).await.is_err() {
+                    while let Some(mut recs) = rx.recv().await {
+                        if let Some(l) = &limiter {
+                            l.filter(&mut recs);
+                            l.wait(recs.len()).await;
+                        }
+                        if !recs.is_empty() && fwd.send((n.clone(), recs)).await.is_err() {
                             return;
                         }
                     }
@@ -221,6 +260,8 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
     let mut builder = BatchBuilder::new(cfg.batch.clone(), 0);
     let mut report = tokio::time::interval(Duration::from_secs(60));
     report.tick().await;
+    let mut drop_check = tokio::time::interval(RATE_DROP_REPORT);
+    drop_check.tick().await;
     // A closed channel answers at once: guard each branch so a source kind
     // that is absent (or ended) does not make the loop spin.
     let mut sources_open = true;
@@ -283,6 +324,9 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
                     if sealed_tx.send(b).await.is_err() { break; }
                 }
             }
+            _ = drop_check.tick(), if !limiters.is_empty() => {
+                report_rate_drops(&limiters, &stats, &losses);
+            }
             _ = report.tick() => {
                 for (source, st) in &tailer_stats {
                     let t = st.get();
@@ -316,7 +360,19 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
     stop_sources.store(true, Ordering::Relaxed);
     let _ = src_stop_tx.send(true);
     // Lines already read but not batched are simply read again next time:
-    // their positions were never checkpointed.
+    // their positions were never checkpointed. Drops not reported yet are.
+    report_rate_drops(&limiters, &stats, &losses);
+    while let Ok(loss) = loss_rx.try_recv() {
+        let ev = normalizer.agent_event(loss::loss_event(&loss, chrono::Utc::now()));
+        match &shipping {
+            Shipping::Spool { shared, .. } => shared.send_fast(&[ev]),
+            Shipping::Memory { .. } => {
+                if let Some(b) = builder.push(&ev, None) {
+                    let _ = sealed_tx.send(b).await;
+                }
+            }
+        }
+    }
     if let Some(b) = builder.seal() {
         let _ = sealed_tx.send(b).await;
     }

@@ -390,3 +390,78 @@ fn loss_reported(collector: &Collector) -> u64 {
         })
         .sum()
 }
+
+#[test]
+fn rate_limit_drop_mode_counts_and_reports_every_dropped_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Setup {
+        collector,
+        mut agent,
+        logs,
+    } = setup(tmp.path());
+    let limited = sources(&logs).replace(
+        "glob_interval_ms = 200\n",
+        "glob_interval_ms = 200\nmax_events_per_second = 500\nburst_events = 1000\nwhen_limited = \"drop\"\n",
+    );
+    agent.configure(&collector, BATCH, &limited).unwrap();
+    let app = logs.join("app.log");
+    let total = 20_000;
+    append(&app, 0, total);
+    agent.start().unwrap();
+    let start = Instant::now();
+    let (mut arrived, mut reported) = (0, 0);
+    while start.elapsed() < Duration::from_secs(90) {
+        arrived = collector.count(QUERY).unwrap();
+        reported = loss_reported(&collector);
+        if arrived + reported >= total as u64 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    assert!(
+        arrived >= 1_000 && arrived < total as u64,
+        "the burst passes, the flood does not: {arrived}"
+    );
+    assert_eq!(
+        arrived + reported,
+        total as u64,
+        "arrived {arrived} + reported dropped {reported}"
+    );
+    let (status, v) = collector
+        .get("/api/v1/events?q=event.reason:rate_limit&limit=1")
+        .unwrap();
+    assert_eq!(status, 200);
+    let msg = v["events"][0]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(msg.contains("source app"), "{msg}");
+}
+
+#[test]
+fn rate_limit_block_mode_slows_the_source_and_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Setup {
+        collector,
+        mut agent,
+        logs,
+    } = setup(tmp.path());
+    let limited = sources(&logs).replace(
+        "glob_interval_ms = 200\n",
+        "glob_interval_ms = 200\nmax_events_per_second = 2000\nburst_events = 1000\n",
+    );
+    agent.configure(&collector, BATCH, &limited).unwrap();
+    let app = logs.join("app.log");
+    let total = 8_000;
+    append(&app, 0, total);
+    let start = Instant::now();
+    agent.start().unwrap();
+    assert_exactly_once(&collector, total, Duration::from_secs(90));
+    // 7,000 lines past the burst at 2,000/s take at least 3.5 s.
+    assert!(
+        start.elapsed() >= Duration::from_secs(3),
+        "the limit should have slowed the source: {:?}",
+        start.elapsed()
+    );
+    assert_eq!(loss_reported(&collector), 0);
+}

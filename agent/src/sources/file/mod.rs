@@ -48,6 +48,7 @@ use std::time::{Duration, Instant};
 use notify::{EventKind, RecursiveMode, Watcher};
 
 use crate::checkpoint::Checkpoints;
+use crate::ratelimit::SourceLimiter;
 
 pub use config::{FileSourceOptions, MultilineOptions, ReadFrom};
 pub use tailer::{Tailer, TailerStatsHandle};
@@ -144,7 +145,7 @@ pub fn spawn(
     stop: Arc<AtomicBool>,
 ) -> Result<JoinHandle<()>, FileSourceError> {
     let tailer = Tailer::new(name, opts, checkpoints, first_start)?;
-    spawn_tailer(tailer, tx, stop)
+    spawn_tailer(tailer, tx, stop, None)
 }
 
 /// Runs `tailer` on its own OS thread: polls, sends the lines with `blocking_send` (a
@@ -156,10 +157,11 @@ pub fn spawn_tailer(
     tailer: Tailer,
     tx: tokio::sync::mpsc::Sender<Vec<RawLine>>,
     stop: Arc<AtomicBool>,
+    limiter: Option<Arc<SourceLimiter>>,
 ) -> Result<JoinHandle<()>, FileSourceError> {
     std::thread::Builder::new()
         .name(format!("file-{}", tailer.name()))
-        .spawn(move || run(tailer, tx, stop))
+        .spawn(move || run(tailer, tx, stop, limiter))
         .map_err(FileSourceError::Spawn)
 }
 
@@ -171,7 +173,12 @@ enum Wake {
     Rescan,
 }
 
-fn run(mut tailer: Tailer, tx: tokio::sync::mpsc::Sender<Vec<RawLine>>, stop: Arc<AtomicBool>) {
+fn run(
+    mut tailer: Tailer,
+    tx: tokio::sync::mpsc::Sender<Vec<RawLine>>,
+    stop: Arc<AtomicBool>,
+    limiter: Option<Arc<SourceLimiter>>,
+) {
     let poll_interval = Duration::from_millis(tailer.options().poll_interval_ms.max(1));
     let (wake_tx, wake_rx) = mpsc::channel::<Wake>();
     let mut watches = if tailer.options().use_inotify {
@@ -183,6 +190,12 @@ fn run(mut tailer: Tailer, tx: tokio::sync::mpsc::Sender<Vec<RawLine>>, stop: Ar
     while !stop.load(Ordering::Relaxed) && !tx.is_closed() {
         let mut batch = Vec::new();
         let more = tailer.poll(&mut batch, SPAWN_BATCH_LINES);
+        if let Some(l) = &limiter {
+            // Drop mode keeps what the limit allows; block mode waits here,
+            // so only this source slows down and its position holds.
+            l.filter(&mut batch);
+            l.wait_blocking(batch.len(), &stop);
+        }
         if !batch.is_empty() && tx.blocking_send(batch).is_err() {
             break;
         }

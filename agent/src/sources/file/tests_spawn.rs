@@ -76,7 +76,7 @@ fn spawn_without_inotify_polls() {
     let stop = Arc::new(AtomicBool::new(false));
     let t = Tailer::new("src", o, &Checkpoints::new(), false).unwrap();
     let stats = t.stats_handle();
-    let handle = spawn_tailer(t, tx, Arc::clone(&stop)).unwrap();
+    let handle = spawn_tailer(t, tx, Arc::clone(&stop), None).unwrap();
     assert_eq!(recv_lines(&mut rx, 1), ["a1"]);
     append(&dir.path().join("b.log"), "b1\n");
     assert_eq!(recv_lines(&mut rx, 1), ["b1"]);
