@@ -465,3 +465,53 @@ fn rate_limit_block_mode_slows_the_source_and_loses_nothing() {
     );
     assert_eq!(loss_reported(&collector), 0);
 }
+
+/// logrotate's numbering: `app.log.N` → `app.log.N+1`, then `app.log` →
+/// `app.log.1` by rename, or copied to `app.log.1` and truncated.
+fn logrotate(logs: &Path, rotated: &mut usize, copy: bool) {
+    for n in (1..=*rotated).rev() {
+        std::fs::rename(
+            logs.join(format!("app.log.{n}")),
+            logs.join(format!("app.log.{}", n + 1)),
+        )
+        .unwrap();
+    }
+    let app = logs.join("app.log");
+    if copy {
+        copytruncate(&app, &logs.join("app.log.1"));
+    } else {
+        std::fs::rename(&app, logs.join("app.log.1")).unwrap();
+    }
+    *rotated += 1;
+}
+
+#[test]
+fn rotation_storm_every_line_exactly_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Setup {
+        collector,
+        mut agent,
+        logs,
+    } = setup(tmp.path());
+    agent.configure(&collector, BATCH, &sources(&logs)).unwrap();
+    agent.start().unwrap();
+    // 200,000 lines at about 20,000 lines/s, rotated every 1.25 s,
+    // alternating rename and copytruncate.
+    let total = 200_000;
+    let (chunk, pause) = (1_000, Duration::from_millis(50));
+    let app = logs.join("app.log");
+    let (mut next, mut rotated, mut last_rotation) = (0, 0, Instant::now());
+    while next < total {
+        let t = Instant::now();
+        append(&app, next, next + chunk);
+        next += chunk;
+        if last_rotation.elapsed() >= Duration::from_millis(1250) {
+            let copy = rotated % 2 == 1;
+            logrotate(&logs, &mut rotated, copy);
+            last_rotation = Instant::now();
+        }
+        std::thread::sleep(pause.saturating_sub(t.elapsed()));
+    }
+    assert!(rotated >= 6, "only {rotated} rotations");
+    assert_exactly_once(&collector, total, Duration::from_secs(240));
+}
