@@ -1,7 +1,7 @@
 //! The collector's HTTP routes.
 //!
-//! - `/v1/*` is the agents' side: enrollment (token + CSR) and batches
-//!   (client certificate required).
+//! - `/v1/*` is the agents' side ([`agent`]): enrollment (token + CSR),
+//!   batches and statistics reports (client certificate required).
 //! - `/api/v1/*` is the people's side: `Authorization: Bearer <token>` on
 //!   every route but `/api/v1/health`.
 //! - `/metrics` is the Prometheus text format.
@@ -14,23 +14,28 @@ use std::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use vigie_wire::pki::{self, CertifiedKey};
-use vigie_wire::{Ack, BatchId, EnrollRequest, EnrollResponse, BATCH_HEADER};
+use vigie_wire::pki::CertifiedKey;
+use vigie_wire::STATS_PATH;
 
 use crate::config::CollectorConfig;
-use crate::db::{Db, DbError};
-use crate::ingest::{decode_batch, BatchError, IndexOutcome, Indexer};
-use crate::listener::Peer;
-use crate::metrics::{add, Metrics};
+use crate::db::Db;
+use crate::ingest::Indexer;
+use crate::metrics::{add, render_labelled, Metrics};
+use crate::quota::Quotas;
 use crate::store::{parse_query, Store};
+
+pub mod agent;
+
+pub use agent::{authenticate_agent, AgentRefusal, STATS_MAX_BODY_BYTES};
+use agent::{enroll, post_batch, post_stats};
 
 /// Everything the handlers share.
 pub struct AppState {
@@ -39,6 +44,8 @@ pub struct AppState {
     pub store: Arc<Store>,
     pub indexer: Indexer,
     pub metrics: Arc<Metrics>,
+    /// Per-agent and global ingest limits.
+    pub quotas: Quotas,
     pub ca: CertifiedKey,
     pub started: Instant,
 }
@@ -62,6 +69,10 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/enroll", post(enroll))
         .route("/v1/batches", post(post_batch))
+        .route(
+            STATS_PATH,
+            post(post_stats).layer(DefaultBodyLimit::max(STATS_MAX_BODY_BYTES)),
+        )
         .route("/metrics", get(metrics))
         .nest("/api/v1", api)
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route") })
@@ -117,7 +128,7 @@ async fn health(State(st): Shared) -> Response {
 async fn metrics(State(st): Shared) -> Response {
     let stats = st.store.stats();
     let agents = st.db.agents().map(|a| a.len()).unwrap_or(0);
-    let text = st.metrics.render(&[
+    let mut text = st.metrics.render(&[
         ("vigie_agents", "Enrolled agents", agents as f64),
         ("vigie_store_days", "Day indexes on disk", stats.days as f64),
         (
@@ -130,227 +141,37 @@ async fn metrics(State(st): Shared) -> Response {
             "Bytes of the event indexes on disk",
             stats.bytes as f64,
         ),
-    ]);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
-}
-
-async fn enroll(State(st): Shared, body: Bytes) -> Response {
-    let req: EnrollRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            add(&st.metrics.enrollments_refused, 1);
-            return error(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                format!("enrollment request: {e}"),
-            );
-        }
-    };
-    let now = Utc::now();
-    let group = match st.db.consume_enrollment_token(&req.token, now) {
-        Ok(g) => g,
-        Err(e) => {
-            add(&st.metrics.enrollments_refused, 1);
-            tracing::warn!(hostname = %req.hostname, reason = %e, "enrollment refused");
-            let (code, msg) = match e {
-                DbError::TokenUnknown => ("invalid_token", "unknown enrollment token"),
-                DbError::TokenExpired => ("token_expired", "enrollment token has expired"),
-                DbError::TokenExhausted => ("token_exhausted", "enrollment token has no uses left"),
-                other => {
-                    return error(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "internal",
-                        other.to_string(),
-                    )
-                }
-            };
-            return error(StatusCode::UNAUTHORIZED, code, msg);
-        }
-    };
-    let agent_id = new_agent_id();
-    let days = st.cfg.enrollment.cert_validity_days;
-    let signed = match pki::sign_csr(&st.ca, &req.csr_pem, &agent_id, days) {
-        Ok(s) => s,
-        Err(e) => {
-            add(&st.metrics.enrollments_refused, 1);
-            return error(StatusCode::BAD_REQUEST, "bad_csr", e.to_string());
-        }
-    };
-    let hostname: String = req.hostname.chars().take(255).collect();
-    if let Err(e) = st.db.register_agent(
-        &agent_id,
-        &hostname,
-        &group,
-        &signed.serial_hex,
-        signed.not_after,
-        now,
-    ) {
-        return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string());
-    }
-    add(&st.metrics.enrollments, 1);
-    tracing::info!(agent = %agent_id, hostname = %hostname, group = %group, "agent enrolled");
-    Json(EnrollResponse {
-        agent_id,
-        cert_pem: signed.cert_pem,
-        ca_pem: st.ca.cert_pem.clone(),
-        not_after: signed.not_after.to_rfc3339(),
-        group,
-    })
-    .into_response()
-}
-
-fn new_agent_id() -> String {
-    let bytes: [u8; 8] = rand::random();
-    format!("agt_{}", hex::encode(bytes))
-}
-
-async fn post_batch(
-    State(st): Shared,
-    Extension(peer): Extension<Peer>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    add(&st.metrics.batches_received, 1);
-    add(&st.metrics.bytes_received, body.len() as u64);
-    let Some(cert) = peer.cert_der else {
-        add(&st.metrics.batches_rejected, 1);
-        return error(
-            StatusCode::UNAUTHORIZED,
-            "client_certificate_required",
-            "batches need the agent's client certificate (enroll the agent first)",
-        );
-    };
-    let (agent_id, serial) = match pki::agent_identity(&cert) {
-        Ok(id) => id,
-        Err(e) => return error(StatusCode::UNAUTHORIZED, "bad_certificate", e.to_string()),
-    };
-    match st.db.agent(&agent_id) {
-        Ok(Some(a)) if !a.revoked && !st.db.is_serial_revoked(&serial).unwrap_or(true) => {}
-        Ok(Some(_)) => {
-            return error(
-                StatusCode::FORBIDDEN,
-                "revoked",
-                "this agent has been revoked",
-            )
-        }
-        Ok(None) => {
-            return error(
-                StatusCode::FORBIDDEN,
-                "unknown_agent",
-                "this agent is not enrolled here",
-            )
-        }
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
-    }
-    let batch = match headers
-        .get(BATCH_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(BatchId::parse)
-    {
-        Some(Ok(b)) => b,
-        Some(Err(e)) => {
-            add(&st.metrics.batches_rejected, 1);
-            return error(StatusCode::BAD_REQUEST, "bad_batch_id", e.to_string());
-        }
-        None => {
-            add(&st.metrics.batches_rejected, 1);
-            return error(
-                StatusCode::BAD_REQUEST,
-                "bad_batch_id",
-                "missing Vigie-Batch header",
-            );
-        }
-    };
-    let gzip = match headers
-        .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-    {
-        None | Some("identity") => false,
-        Some("gzip") => true,
-        Some(other) => {
-            add(&st.metrics.batches_rejected, 1);
-            return error(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_encoding",
-                format!("Content-Encoding {other:?} is not supported (use gzip)"),
-            );
-        }
-    };
-    let version = headers
-        .get(vigie_wire::batch::AGENT_VERSION_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let st2 = st.clone();
-    let aid = agent_id.clone();
-    let decoded = tokio::task::spawn_blocking(move || {
-        decode_batch(&body, gzip, &st2.cfg.ingest, &aid, Utc::now())
-    })
-    .await;
-    let decoded = match decoded {
-        Ok(Ok(d)) => d,
-        Ok(Err(e)) => {
-            add(&st.metrics.batches_rejected, 1);
-            tracing::warn!(agent = %agent_id, batch = %batch.header_value(), error = %e, "batch refused");
-            let status = match e {
-                BatchError::Decompress(vigie_wire::DecompressError::Corrupt(_)) => {
-                    StatusCode::BAD_REQUEST
-                }
-                _ => StatusCode::PAYLOAD_TOO_LARGE,
-            };
-            return error(status, "bad_batch", e.to_string());
-        }
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
-    };
-    add(
-        &st.metrics.bytes_decompressed,
-        decoded.decompressed_bytes as u64,
-    );
-    let _ = st
-        .db
-        .touch_agent(&agent_id, Utc::now(), version.as_deref(), None);
-    let rejected = decoded.rejected;
-    let outcome = st
-        .indexer
-        .submit(agent_id.clone(), batch.clone(), decoded.events)
-        .await;
-    match outcome {
-        Ok(IndexOutcome::Duplicate) => Json(Ack {
-            accepted: None,
-            duplicate: true,
-            rejected_lines: vec![],
-        })
-        .into_response(),
-        Ok(IndexOutcome::Stored(n)) if rejected.is_empty() => Json(Ack {
-            accepted: Some(n),
-            duplicate: false,
-            rejected_lines: vec![],
-        })
-        .into_response(),
-        Ok(IndexOutcome::Stored(n)) => {
-            add(&st.metrics.events_rejected, rejected.len() as u64);
-            let lines: Vec<usize> = rejected.iter().map(|r| r.0).collect();
-            tracing::warn!(agent = %agent_id, batch = %batch.header_value(), rejected = lines.len(), "lines rejected to the dead-letter store");
-            let _ = st.db.add_dead_letters(
-                &agent_id,
-                &batch.stream,
-                batch.sequence,
-                &rejected,
-                Utc::now(),
-            );
-            let body = json!({
-                "error": {"code": "invalid_lines", "message": format!("{} line(s) are not JSON objects; the other lines were stored", lines.len())},
-                "accepted": n,
-                "duplicate": false,
-                "rejected_lines": lines,
-            });
-            (StatusCode::BAD_REQUEST, Json(body)).into_response()
-        }
-        Err(e) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            e.to_string(),
+        (
+            "vigie_quota_tracked_agents",
+            "Agents whose ingest quota state is held in memory",
+            st.quotas.tracked_agents() as f64,
         ),
+    ]);
+    match st.db.fleet_drops() {
+        Ok(drops) => {
+            render_labelled(
+                &mut text,
+                (
+                    "vigie_fleet_dropped_events",
+                    "Events dropped by agents, by reason: sum of each agent's latest report (totals since each agent started)",
+                    "gauge",
+                ),
+                "reason",
+                &[
+                    ("refused", drops.refused as f64),
+                    ("spool_full", drops.spool_full as f64),
+                    ("rate_limit", drops.rate_limit as f64),
+                ],
+            );
+            text.push_str(&format!(
+                "# HELP vigie_agents_reporting_stats Agents that have reported statistics\n\
+                 # TYPE vigie_agents_reporting_stats gauge\nvigie_agents_reporting_stats {}\n",
+                drops.reporting_agents
+            ));
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot sum the agents' drops for /metrics"),
     }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 /// Query parameters of the events routes.
@@ -531,8 +352,21 @@ fn agent_json(a: &crate::db::AgentRow) -> Value {
         "last_seen": a.last_seen,
         "status": status,
         "cert_not_after": a.cert_not_after,
-        "stats": a.stats,
+        "stats": stats_json(a),
     })
+}
+
+/// The agent's latest report with `reported_at`, or null.
+fn stats_json(a: &crate::db::AgentRow) -> Value {
+    match &a.stats {
+        Some(Value::Object(map)) => {
+            let mut map = map.clone();
+            map.insert("reported_at".into(), json!(a.stats_at));
+            Value::Object(map)
+        }
+        Some(other) => json!({"value": other, "reported_at": a.stats_at}),
+        None => Value::Null,
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -550,25 +384,4 @@ async fn dead_letters(State(st): Shared, Query(p): Query<DeadLetterParams>) -> R
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn times_accept_rfc3339_and_relative() {
-        let now = DateTime::parse_from_rfc3339("2026-11-26T12:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        assert_eq!(parse_time("now", now), Some(now));
-        assert_eq!(
-            parse_time("now-15m", now).unwrap().to_rfc3339(),
-            "2026-11-26T11:45:00+00:00"
-        );
-        assert_eq!(
-            parse_time("2026-11-26T10:00:00+01:00", now)
-                .unwrap()
-                .to_rfc3339(),
-            "2026-11-26T09:00:00+00:00"
-        );
-        assert_eq!(parse_time("yesterday", now), None);
-    }
-}
+mod tests;

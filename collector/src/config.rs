@@ -77,7 +77,10 @@ pub struct StorageConfig {
     pub commit_max_events: usize,
 }
 
-/// Limits applied to every agent batch; a batch over a limit gets `413`.
+/// Limits applied to every agent batch: a batch over a size limit gets
+/// `413`; an agent over its quota, or a collector over its global limit,
+/// gets `429` with `Retry-After` (the agent sends the same batch again
+/// later). Quotas count events: a batch costs its number of lines.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IngestConfig {
@@ -93,6 +96,25 @@ pub struct IngestConfig {
     /// Longest accepted event line; longer lines go to the dead-letter store.
     #[serde(default = "default_max_event_bytes")]
     pub max_event_bytes: usize,
+    /// Sustained events per second one agent may send (its quota); above
+    /// it, and once its burst is spent, its batches get `429`
+    /// (`over_quota`). 0: no per-agent limit.
+    #[serde(default = "default_agent_events_per_second")]
+    pub agent_events_per_second: u32,
+    /// Events one agent may send at once above its sustained rate (after a
+    /// quiet time, e.g. an agent catching up after an outage). At least
+    /// `max_batch_events` when the per-agent limit is on: a batch larger
+    /// than the burst could never be accepted.
+    #[serde(default = "default_agent_burst_events")]
+    pub agent_burst_events: u32,
+    /// Sustained events per second accepted from all agents together;
+    /// above it batches get `429` (`overloaded`). 0: no global limit.
+    #[serde(default = "default_max_events_per_second")]
+    pub max_events_per_second: u32,
+    /// Events accepted at once above the global rate. At least
+    /// `max_batch_events` when the global limit is on.
+    #[serde(default = "default_burst_events")]
+    pub burst_events: u32,
 }
 
 /// Enrollment of agents.
@@ -140,6 +162,18 @@ fn default_max_batch_events() -> usize {
 fn default_max_event_bytes() -> usize {
     1 << 20
 }
+fn default_agent_events_per_second() -> u32 {
+    5_000
+}
+fn default_agent_burst_events() -> u32 {
+    100_000
+}
+fn default_max_events_per_second() -> u32 {
+    60_000
+}
+fn default_burst_events() -> u32 {
+    200_000
+}
 fn default_cert_validity_days() -> u32 {
     30
 }
@@ -167,6 +201,10 @@ impl Default for IngestConfig {
             max_decompressed_bytes: default_max_decompressed_bytes(),
             max_batch_events: default_max_batch_events(),
             max_event_bytes: default_max_event_bytes(),
+            agent_events_per_second: default_agent_events_per_second(),
+            agent_burst_events: default_agent_burst_events(),
+            max_events_per_second: default_max_events_per_second(),
+            burst_events: default_burst_events(),
         }
     }
 }
@@ -182,6 +220,42 @@ impl Default for EnrollmentConfig {
 
 /// A configuration that cannot be used, with where and why (shared with the agent).
 pub use vigie_agent::config::ConfigError;
+
+impl IngestConfig {
+    /// Checks that every batch allowed by `max_batch_events` fits in the
+    /// bursts of the limits that are on.
+    pub fn validate_quotas(&self) -> Result<(), String> {
+        if self.max_batch_events == 0 {
+            return Err("ingest.max_batch_events must be at least 1".into());
+        }
+        let checks = [
+            (
+                "agent_burst_events",
+                "agent_events_per_second",
+                self.agent_burst_events,
+                self.agent_events_per_second,
+            ),
+            (
+                "burst_events",
+                "max_events_per_second",
+                self.burst_events,
+                self.max_events_per_second,
+            ),
+        ];
+        for (burst_key, rate_key, burst, rate) in checks {
+            if rate > 0 && (burst as usize) < self.max_batch_events {
+                return Err(format!(
+                    "ingest.{burst_key} ({burst}) must be at least ingest.max_batch_events ({max}): \
+                     a batch costs one unit per event, and a batch larger than the burst could \
+                     never be accepted (raise ingest.{burst_key}, lower ingest.max_batch_events, \
+                     or set ingest.{rate_key} = 0 to turn this limit off)",
+                    max = self.max_batch_events
+                ));
+            }
+        }
+        Ok(())
+    }
+}
 
 impl CollectorConfig {
     /// Reads, parses and validates a config file; relative paths are resolved
@@ -235,6 +309,7 @@ impl CollectorConfig {
                 "ingest.max_decompressed_bytes must be at least ingest.max_body_bytes (> 0)".into(),
             );
         }
+        i.validate_quotas()?;
         if self.enrollment.cert_validity_days == 0 {
             return Err("enrollment.cert_validity_days must be at least 1".into());
         }
@@ -290,6 +365,63 @@ key_file = "pki/server.key"
             .to_string();
         assert!(err.contains("retention"), "{err}");
         assert!(err.contains(":11:"), "{err}");
+    }
+
+    #[test]
+    fn quota_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = CollectorConfig::load(&write(dir.path(), MINIMAL)).unwrap();
+        let i = &cfg.ingest;
+        assert_eq!(i.agent_events_per_second, 5_000);
+        assert_eq!(i.agent_burst_events, 100_000);
+        assert_eq!(i.max_events_per_second, 60_000);
+        assert_eq!(i.burst_events, 200_000);
+        assert!(i.agent_burst_events as usize >= i.max_batch_events);
+    }
+
+    #[test]
+    fn burst_below_batch_size_is_refused_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!("{MINIMAL}\n[ingest]\nagent_burst_events = 1000\n");
+        let err = CollectorConfig::load(&write(dir.path(), &text))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ingest.agent_burst_events (1000)"), "{err}");
+        assert!(err.contains("ingest.max_batch_events (50000)"), "{err}");
+
+        let text = format!("{MINIMAL}\n[ingest]\nmax_batch_events = 500\nburst_events = 499\n");
+        let err = CollectorConfig::load(&write(dir.path(), &text))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ingest.burst_events (499)"), "{err}");
+        assert!(err.contains("max_events_per_second = 0"), "{err}");
+    }
+
+    #[test]
+    fn a_limit_turned_off_ignores_its_burst() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "{MINIMAL}\n[ingest]\nagent_events_per_second = 0\nagent_burst_events = 1\n\
+             max_events_per_second = 0\nburst_events = 1\n"
+        );
+        let cfg = CollectorConfig::load(&write(dir.path(), &text)).unwrap();
+        assert_eq!(cfg.ingest.agent_events_per_second, 0);
+        assert_eq!(cfg.ingest.max_events_per_second, 0);
+    }
+
+    #[test]
+    fn quota_keys_are_checked_for_type_and_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!("{MINIMAL}\n[ingest]\nagent_events_per_second = -1\n");
+        let err = CollectorConfig::load(&write(dir.path(), &text))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(":11:"), "{err}");
+        let text = format!("{MINIMAL}\n[ingest]\nagent_events_per_sec = 10\n");
+        let err = CollectorConfig::load(&write(dir.path(), &text))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("agent_events_per_sec"), "{err}");
     }
 
     #[test]

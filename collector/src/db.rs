@@ -106,8 +106,25 @@ pub struct AgentRow {
     pub cert_not_after: DateTime<Utc>,
     /// Whether the current certificate is revoked.
     pub revoked: bool,
-    /// Last statistics the agent reported (free-form JSON).
+    /// Last statistics the agent reported (JSON; `vigie_wire::AgentStats`
+    /// when they came from `POST /v1/stats`).
     pub stats: Option<serde_json::Value>,
+    /// When those statistics were received.
+    pub stats_at: Option<DateTime<Utc>>,
+}
+
+/// Events dropped by agents, by reason: the sum over agents of their latest
+/// reports (each a total since that agent's process started).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct FleetDrops {
+    /// Batches the collector refused for good.
+    pub refused: u64,
+    /// Spool full in `drop_oldest` mode.
+    pub spool_full: u64,
+    /// A source's rate limit in drop mode.
+    pub rate_limit: u64,
+    /// Agents that have reported statistics.
+    pub reporting_agents: u64,
 }
 
 /// A line rejected at ingest.
@@ -324,8 +341,9 @@ impl Db {
         raws.into_iter().map(RawAgent::into_row).collect()
     }
 
-    /// Marks the agent as seen at `now`, and updates its version and stats
-    /// when given. Fails with `AgentUnknown` for an id never registered.
+    /// Marks the agent as seen at `now`, and updates its version when
+    /// given; given stats replace the stored ones, received at `now`.
+    /// Fails with `AgentUnknown` for an id never registered.
     pub fn touch_agent(
         &self,
         id: &str,
@@ -336,13 +354,44 @@ impl Db {
         let stats = stats.map(serde_json::Value::to_string);
         let changed = self.lock().execute(
             "UPDATE agents SET last_seen = ?2, version = COALESCE(?3, version),
-                 stats = COALESCE(?4, stats) WHERE id = ?1",
+                 stats = COALESCE(?4, stats),
+                 stats_at = CASE WHEN ?4 IS NULL THEN stats_at ELSE ?2 END
+             WHERE id = ?1",
             params![id, fmt_time(now), version, stats],
         )?;
         if changed == 0 {
             return Err(DbError::AgentUnknown(id.to_string()));
         }
         Ok(())
+    }
+
+    /// Events dropped by the fleet, by reason, from each agent's latest
+    /// statistics report. Numbers that are not non-negative integers count
+    /// as 0.
+    pub fn fleet_drops(&self) -> Result<FleetDrops, DbError> {
+        let conn = self.lock();
+        // TOTAL (a float) cannot overflow, unlike SUM.
+        let sums: (f64, f64, f64, i64) = conn.query_row(
+            "SELECT
+                 TOTAL(CASE WHEN json_type(stats, '$.dropped.refused') = 'integer'
+                     THEN MAX(json_extract(stats, '$.dropped.refused'), 0) END),
+                 TOTAL(CASE WHEN json_type(stats, '$.dropped.spool_full') = 'integer'
+                     THEN MAX(json_extract(stats, '$.dropped.spool_full'), 0) END),
+                 TOTAL(CASE WHEN json_type(stats, '$.dropped.rate_limit') = 'integer'
+                     THEN MAX(json_extract(stats, '$.dropped.rate_limit'), 0) END),
+                 COUNT(stats_at)
+             FROM agents WHERE stats IS NOT NULL AND json_valid(stats)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )?;
+        // Float to integer casts saturate.
+        let n = |v: f64| v as u64;
+        Ok(FleetDrops {
+            refused: n(sums.0),
+            spool_full: n(sums.1),
+            rate_limit: n(sums.2),
+            reporting_agents: u64::try_from(sums.3).unwrap_or(0),
+        })
     }
 
     /// Revokes every certificate issued to the agent (the ingest path checks
@@ -547,7 +596,7 @@ impl Db {
 }
 
 const AGENT_SELECT: &str = "SELECT a.id, a.hostname, a.grp, a.version, a.enrolled_at, a.last_seen,
-        a.cert_serial, a.cert_not_after, a.stats,
+        a.cert_serial, a.cert_not_after, a.stats, a.stats_at,
         EXISTS (SELECT 1 FROM certificates c
                 WHERE c.serial = a.cert_serial AND c.revoked_at IS NOT NULL)
     FROM agents a";
@@ -563,6 +612,7 @@ struct RawAgent {
     cert_serial: String,
     cert_not_after: String,
     stats: Option<String>,
+    stats_at: Option<String>,
     revoked: bool,
 }
 
@@ -578,7 +628,8 @@ impl RawAgent {
             cert_serial: r.get(6)?,
             cert_not_after: r.get(7)?,
             stats: r.get(8)?,
-            revoked: r.get(9)?,
+            stats_at: r.get(9)?,
+            revoked: r.get(10)?,
         })
     }
 
@@ -600,6 +651,7 @@ impl RawAgent {
             cert_not_after: parse_time(&self.cert_not_after)?,
             revoked: self.revoked,
             stats,
+            stats_at: self.stats_at.as_deref().map(parse_time).transpose()?,
             id: self.id,
         })
     }

@@ -438,6 +438,7 @@ mod tests {
             max_decompressed_bytes: 1 << 20,
             max_batch_events: 100,
             max_event_bytes: 200,
+            ..IngestConfig::default()
         }
     }
 

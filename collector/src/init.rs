@@ -149,6 +149,10 @@ max_body_bytes = 16777216
 max_decompressed_bytes = 67108864
 max_batch_events = 50000
 max_event_bytes = 1048576
+agent_events_per_second = 5000
+agent_burst_events = 100000
+max_events_per_second = 60000
+burst_events = 200000
 
 [enrollment]
 cert_validity_days = 30
@@ -181,6 +185,20 @@ mod tests {
         let out = init(&opts(&dir)).unwrap();
         let cfg = CollectorConfig::load(&out.config_path).unwrap();
         assert!(cfg.tls.ca_key_file.exists());
+        // Every key is written out, with the default value.
+        let defaults = crate::config::IngestConfig::default();
+        assert_eq!(
+            cfg.ingest.agent_events_per_second,
+            defaults.agent_events_per_second
+        );
+        assert_eq!(cfg.ingest.agent_burst_events, defaults.agent_burst_events);
+        assert_eq!(
+            cfg.ingest.max_events_per_second,
+            defaults.max_events_per_second
+        );
+        assert_eq!(cfg.ingest.burst_events, defaults.burst_events);
+        let text = std::fs::read_to_string(&out.config_path).unwrap();
+        assert!(text.contains("\nagent_events_per_second = 5000\n"));
         for (f, mode) in [
             ("pki/ca.key", 0o600),
             ("pki/server.key", 0o600),

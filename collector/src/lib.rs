@@ -11,5 +11,6 @@ pub mod init;
 pub mod listener;
 pub mod metrics;
 pub mod quickstart;
+pub mod quota;
 pub mod server;
 pub mod store;

@@ -22,6 +22,29 @@ pub struct Metrics {
     pub enrollments_refused: AtomicU64,
     pub api_requests: AtomicU64,
     pub api_unauthorized: AtomicU64,
+    /// Batches refused with `429` by the agent's own quota.
+    pub batches_throttled_agent: AtomicU64,
+    /// Batches refused with `429` by the global ingest limit.
+    pub batches_throttled_global: AtomicU64,
+    pub stats_reports: AtomicU64,
+    pub stats_refused: AtomicU64,
+}
+
+/// One labelled sample: (label value, value).
+pub type Sample<'a> = (&'a str, f64);
+
+/// Renders one metric family with a single label, e.g.
+/// `name{reason="agent"} 3`.
+pub fn render_labelled(
+    out: &mut String,
+    (name, help, kind): (&str, &str, &str),
+    label: &str,
+    samples: &[Sample<'_>],
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    for (value, v) in samples {
+        let _ = writeln!(out, "{name}{{{label}=\"{value}\"}} {v}");
+    }
 }
 
 /// Adds `n` to a counter.
@@ -32,7 +55,7 @@ pub fn add(counter: &AtomicU64, n: u64) {
 impl Metrics {
     /// Renders every counter, plus the gauges given by the caller.
     pub fn render(&self, gauges: &[(&str, &str, f64)]) -> String {
-        let counters: [(&str, &str, &AtomicU64); 13] = [
+        let counters: [(&str, &str, &AtomicU64); 15] = [
             (
                 "vigie_batches_received_total",
                 "Agent batches received",
@@ -98,12 +121,35 @@ impl Metrics {
                 "API requests refused for a missing or wrong token",
                 &self.api_unauthorized,
             ),
+            (
+                "vigie_agent_stats_reports_total",
+                "Agent statistics reports stored (POST /v1/stats)",
+                &self.stats_reports,
+            ),
+            (
+                "vigie_agent_stats_refused_total",
+                "Agent statistics reports refused (no or revoked certificate, bad JSON, too large)",
+                &self.stats_refused,
+            ),
         ];
         let mut out = String::with_capacity(4096);
         for (name, help, c) in counters {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
             let _ = writeln!(out, "{name} {}", c.load(Ordering::Relaxed));
         }
+        render_labelled(
+            &mut out,
+            (
+                "vigie_batches_throttled_total",
+                "Batches refused with 429 (not stored; the agent sends them again), by the limit that refused them",
+                "counter",
+            ),
+            "reason",
+            &[
+                ("agent", self.batches_throttled_agent.load(Ordering::Relaxed) as f64),
+                ("global", self.batches_throttled_global.load(Ordering::Relaxed) as f64),
+            ],
+        );
         let pending = self.events_pending.load(Ordering::Relaxed) as f64;
         let all_gauges = std::iter::once((
             "vigie_events_pending",
@@ -130,5 +176,16 @@ mod tests {
         assert!(text
             .contains("# TYPE vigie_events_stored_total counter\nvigie_events_stored_total 5\n"));
         assert!(text.contains("vigie_agents 2\n"));
+    }
+
+    #[test]
+    fn throttled_batches_are_labelled_by_reason() {
+        let m = Metrics::default();
+        add(&m.batches_throttled_agent, 3);
+        add(&m.batches_throttled_global, 1);
+        let text = m.render(&[]);
+        assert!(text.contains("# TYPE vigie_batches_throttled_total counter\n"));
+        assert!(text.contains("vigie_batches_throttled_total{reason=\"agent\"} 3\n"));
+        assert!(text.contains("vigie_batches_throttled_total{reason=\"global\"} 1\n"));
     }
 }

@@ -18,6 +18,7 @@ use crate::db::Db;
 use crate::ingest::Indexer;
 use crate::listener;
 use crate::metrics::Metrics;
+use crate::quota::Quotas;
 use crate::store::{Store, StoreConfig};
 
 /// A running collector.
@@ -70,6 +71,7 @@ pub async fn start(cfg: CollectorConfig, listener: Option<TcpListener>) -> Resul
     };
     let addr = listener.local_addr()?;
     let state = Arc::new(AppState {
+        quotas: Quotas::new(&cfg.ingest),
         cfg,
         db: db.clone(),
         store: store.clone(),

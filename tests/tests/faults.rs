@@ -515,3 +515,100 @@ fn rotation_storm_every_line_exactly_once() {
     assert!(rotated >= 6, "only {rotated} rotations");
     assert_exactly_once(&collector, total, Duration::from_secs(240));
 }
+
+#[test]
+fn an_agent_over_its_quota_is_slowed_by_429_and_loses_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Setup {
+        mut collector,
+        mut agent,
+        logs,
+    } = setup(tmp.path());
+    // A small quota: 2,000 events/s, bursts of 5,000 (batches are 1,000).
+    let path = collector.config_path();
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("max_batch_events = 50000", "max_batch_events = 5000")
+        .replace(
+            "agent_events_per_second = 5000",
+            "agent_events_per_second = 2000",
+        )
+        .replace("agent_burst_events = 100000", "agent_burst_events = 5000");
+    std::fs::write(&path, text).unwrap();
+    collector
+        .proc
+        .take()
+        .unwrap()
+        .terminate(Duration::from_secs(30));
+    collector.serve().unwrap();
+    agent.configure(&collector, BATCH, &sources(&logs)).unwrap();
+    let app = logs.join("app.log");
+    let total = 15_000;
+    append(&app, 0, total);
+    let start = Instant::now();
+    agent.start().unwrap();
+    assert_exactly_once(&collector, total, Duration::from_secs(120));
+    // 10,000 events past the burst at 2,000/s take at least 4 s.
+    assert!(
+        start.elapsed() >= Duration::from_secs(4),
+        "{:?}",
+        start.elapsed()
+    );
+    let (_, metrics) = {
+        let r = collector
+            .http()
+            .get(collector.url("/metrics"))
+            .send()
+            .unwrap();
+        (r.status(), r.text().unwrap())
+    };
+    assert!(
+        metrics.lines().any(
+            |l| l.starts_with("vigie_batches_throttled_total{reason=\"agent\"}")
+                && !l.ends_with(" 0")
+        ),
+        "429s expected in /metrics"
+    );
+    assert!(
+        log_of(&agent).contains("collector busy; will retry"),
+        "the agent should have been told to wait"
+    );
+}
+
+#[test]
+fn agent_stats_reach_the_fleet_api() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Setup {
+        collector,
+        mut agent,
+        logs,
+    } = setup(tmp.path());
+    let src = sources(&logs);
+    agent
+        .configure_via(
+            &collector,
+            &collector.base_url(),
+            "stats_interval_secs = 1",
+            BATCH,
+            &src,
+        )
+        .unwrap();
+    append(&logs.join("app.log"), 0, 3_000);
+    agent.start().unwrap();
+    assert_exactly_once(&collector, 3_000, Duration::from_secs(60));
+    let start = Instant::now();
+    let mut stats = serde_json::Value::Null;
+    while start.elapsed() < Duration::from_secs(30) {
+        let (status, v) = collector.get("/api/v1/agents").unwrap();
+        assert_eq!(status, 200);
+        stats = v["items"][0]["stats"].clone();
+        if stats["events_shipped"].as_u64() == Some(3_000) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(stats["events_shipped"].as_u64(), Some(3_000), "{stats}");
+    assert_eq!(stats["lines_read"].as_u64(), Some(3_000), "{stats}");
+    assert_eq!(stats["dropped"]["spool_full"].as_u64(), Some(0), "{stats}");
+    assert!(stats["reported_at"].is_string(), "{stats}");
+}

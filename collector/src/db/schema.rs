@@ -74,6 +74,11 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );
     INSERT INTO ingest_state (id, last_group, open_group) VALUES (1, 0, NULL);
     ",
+    // 3: when the agent's latest statistics report (`agents.stats`, from
+    // `POST /v1/stats`) was received.
+    "
+    ALTER TABLE agents ADD COLUMN stats_at TEXT;
+    ",
 ];
 
 /// Applies the migrations the file has not seen yet, in one transaction.

@@ -348,3 +348,117 @@ fn open_in_missing_directory_names_the_path() {
     let err = Db::open(&path).unwrap_err();
     assert!(err.to_string().contains("missing"), "{err}");
 }
+
+#[test]
+fn stats_reports_replace_the_previous_one_and_record_when() {
+    let (_dir, db) = open();
+    db.register_agent("a1", "ws-1", "default", "01", t(86_400), t(0))
+        .unwrap();
+    db.register_agent("a2", "ws-2", "default", "02", t(86_400), t(0))
+        .unwrap();
+    let a = db.agent("a1").unwrap().unwrap();
+    assert_eq!((a.stats, a.stats_at), (None, None));
+
+    let first = json!({"lines_read": 10, "dropped": {"spool_full": 1}});
+    db.touch_agent("a1", t(30), Some("0.2.0"), Some(&first))
+        .unwrap();
+    let second = json!({"lines_read": 20, "dropped": {"spool_full": 4, "refused": 2}});
+    db.touch_agent("a1", t(60), None, Some(&second)).unwrap();
+    let a = db.agent("a1").unwrap().unwrap();
+    assert_eq!(a.stats, Some(second.clone()));
+    assert_eq!(a.stats_at, Some(t(60)));
+    assert_eq!(a.last_seen, Some(t(60)));
+    assert_eq!(a.version.as_deref(), Some("0.2.0"));
+
+    // A batch (no stats) moves last_seen, not the report or its time.
+    db.touch_agent("a1", t(90), None, None).unwrap();
+    let a = db.agent("a1").unwrap().unwrap();
+    assert_eq!(a.stats, Some(second));
+    assert_eq!(a.stats_at, Some(t(60)));
+    assert_eq!(a.last_seen, Some(t(90)));
+
+    // Listed with the stats too.
+    let listed = db.agents().unwrap();
+    assert_eq!(listed[0].stats_at, Some(t(60)));
+    assert_eq!(listed[1].stats_at, None);
+}
+
+#[test]
+fn fleet_drops_sum_the_latest_reports() {
+    let (_dir, db) = open();
+    assert_eq!(db.fleet_drops().unwrap(), super::FleetDrops::default());
+    for id in ["a1", "a2", "a3"] {
+        db.register_agent(id, id, "default", id, t(86_400), t(0))
+            .unwrap();
+    }
+    db.touch_agent(
+        "a1",
+        t(1),
+        None,
+        Some(&json!({"dropped": {"spool_full": 5, "refused": 1}})),
+    )
+    .unwrap();
+    // Only the latest report of an agent counts.
+    db.touch_agent(
+        "a2",
+        t(1),
+        None,
+        Some(&json!({"dropped": {"spool_full": 100}})),
+    )
+    .unwrap();
+    db.touch_agent(
+        "a2",
+        t(2),
+        None,
+        Some(&json!({"dropped": {"spool_full": 7, "rate_limit": 3}})),
+    )
+    .unwrap();
+    // Missing or odd values count as 0.
+    db.touch_agent(
+        "a3",
+        t(2),
+        None,
+        Some(&json!({"dropped": {"spool_full": "lots", "refused": -4}})),
+    )
+    .unwrap();
+    let drops = db.fleet_drops().unwrap();
+    assert_eq!(
+        drops,
+        super::FleetDrops {
+            refused: 1,
+            spool_full: 12,
+            rate_limit: 3,
+            reporting_agents: 3,
+        }
+    );
+}
+
+#[test]
+fn a_version_2_database_is_migrated_keeping_its_agents() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vigie.db");
+    {
+        // The schema as version 2 left it, with one agent.
+        let mut conn = rusqlite::Connection::open(&path).unwrap();
+        let tx = conn.transaction().unwrap();
+        for sql in &super::schema::MIGRATIONS[..2] {
+            tx.execute_batch(sql).unwrap();
+        }
+        tx.pragma_update(None, "user_version", 2).unwrap();
+        tx.execute(
+            "INSERT INTO agents (id, hostname, grp, enrolled_at, cert_serial, cert_not_after, stats)
+             VALUES ('a1', 'ws-1', 'g', '2026-01-01T00:00:00.000Z', '01',
+                     '2027-01-01T00:00:00.000Z', '{\"lines_read\":1}')",
+            [],
+        )
+        .unwrap();
+        tx.commit().unwrap();
+    }
+    let db = Db::open(&path).unwrap();
+    let a = db.agent("a1").unwrap().unwrap();
+    assert_eq!(a.stats, Some(json!({"lines_read": 1})));
+    assert_eq!(a.stats_at, None);
+    db.touch_agent("a1", t(5), None, Some(&json!({"lines_read": 2})))
+        .unwrap();
+    assert_eq!(db.agent("a1").unwrap().unwrap().stats_at, Some(t(5)));
+}

@@ -208,17 +208,24 @@ pub fn collector_pid(c: &Collector) -> Result<u32> {
         .ok_or_else(|| anyhow!("collector not running"))
 }
 
+/// Per-agent and global ingest quotas, off in benchmarks.
+pub const QUOTAS_OFF: [&str; 2] = ["agent_events_per_second = 0", "max_events_per_second = 0"];
+
 /// Starts a collector (harness `Collector::start`), then restores the
 /// default `commit_interval_ms` (or sets `commit_ms`), applies `overrides`
 /// (`key = value` lines replacing the line of the same key in
 /// collector.toml) and restarts it, so that benchmarks measure the
-/// configuration users run unless told otherwise.
+/// configuration users run unless told otherwise, with one exception: the
+/// ingest quotas are off ([`QUOTAS_OFF`]), since the benchmarks send from
+/// one agent on purpose to measure capacity (override them to measure
+/// their effect).
 pub fn start_collector(root: &Path, commit_ms: u64, overrides: &[String]) -> Result<Collector> {
     let mut c = Collector::start(root)?;
     let path = c.config_path();
     let mut text = std::fs::read_to_string(&path)?;
     let commit = format!("commit_interval_ms = {commit_ms}");
-    for set in std::iter::once(&commit).chain(overrides) {
+    let quotas_off = QUOTAS_OFF.map(str::to_owned);
+    for set in std::iter::once(&commit).chain(&quotas_off).chain(overrides) {
         let key = set.split('=').next().unwrap_or("").trim();
         let Some(line) = text.lines().find(|l| {
             l.trim_start()
