@@ -115,7 +115,9 @@ fn default_compression_level() -> u32 {
     1
 }
 fn default_max_in_flight() -> usize {
-    4
+    // The collector acknowledges after a group commit: with 4 in flight a
+    // backlog drained at ~33k events/s, with 8 at ~43k (vigie-bench backlog).
+    8
 }
 
 /// One `[[sources]]` entry, validated.

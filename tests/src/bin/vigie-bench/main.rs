@@ -17,6 +17,7 @@
 //! so this program first re-executes itself from a hard link in `deps/`.
 
 mod agent_load;
+mod backlog;
 mod common;
 mod e2e;
 mod gen;
@@ -76,6 +77,12 @@ enum Cmd {
     /// A syslog file read from the beginning until the collector holds every
     /// line, then the same file forwarded by rsyslog over TLS.
     E2e(E2eArgs),
+    /// The spool: the agent reads a file while the collector is down, then
+    /// the backlog drains.
+    Backlog {
+        #[arg(long, default_value_t = 300_000)]
+        lines: u64,
+    },
     /// Agent VmRSS / VmHWM after catching up with four files and a quiet period.
     AgentIdle(IdleArgs),
     /// Agent CPU while a writer appends lines at a steady rate.
@@ -285,6 +292,17 @@ fn run(cli: Cli) -> Result<()> {
     let cpu: CpuArgs = defaults();
     match &cli.cmd {
         Cmd::E2e(a) => e2e::run(&e2e_opts(&cli, a, &batch)?, &gate),
+        Cmd::Backlog { lines } => backlog::run(
+            &backlog::BacklogOpts {
+                lines: *lines,
+                reps: cli.reps,
+                work: cli.work.clone(),
+                batch: batch.clone(),
+                commit_ms: cli.commit_ms,
+                collector_set: cli.collector_set.clone(),
+            },
+            &gate,
+        ),
         Cmd::AgentIdle(a) => agent_load::idle(&load_opts(&cli, &batch, a, &cpu), &gate),
         Cmd::AgentCpu(a) => agent_load::cpu(&load_opts(&cli, &batch, &idle, a), &gate),
         Cmd::Ingest(a) => ingest::run(&ingest_opts(&cli, a), &gate),
