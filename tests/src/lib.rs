@@ -337,6 +337,27 @@ impl Collector {
     }
 }
 
+/// Appends lines `from..to` to `path` (created if missing), each made by
+/// `line(i)` plus a newline, in one write, then fsyncs the file.
+pub fn append_lines(path: &Path, from: usize, to: usize, line: impl Fn(usize) -> String) {
+    let mut buf = String::with_capacity((to - from) * 64);
+    for i in from..to {
+        buf.push_str(&line(i));
+        buf.push('\n');
+    }
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| {
+            std::io::Write::write_all(&mut f, buf.as_bytes())?;
+            f.sync_all()
+        });
+    if let Err(e) = written {
+        panic!("cannot append to {}: {e}", path.display());
+    }
+}
+
 /// An enrolled agent with its own data directory and config.
 pub struct Agent {
     pub dir: PathBuf,

@@ -8,12 +8,11 @@
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use vigie_e2e::proxy::{FaultProxy, Mode};
-use vigie_e2e::{Agent, Collector};
+use vigie_e2e::{append_lines, Agent, Collector};
 
 const BATCH: &str = "max_events = 1000\ntimeout_ms = 100";
 const QUERY: &str = "vigie.source:app";
@@ -23,19 +22,9 @@ fn soak() -> bool {
 }
 
 fn append(path: &Path, from: usize, to: usize) {
-    let mut f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    let mut buf = String::with_capacity((to - from) * 64);
-    for i in from..to {
-        buf.push_str(&format!(
-            "fault line {i:07} user=bob src=192.0.2.{}\n",
-            i % 250
-        ));
-    }
-    f.write_all(buf.as_bytes()).unwrap();
+    append_lines(path, from, to, |i| {
+        format!("fault line {i:07} user=bob src=192.0.2.{}", i % 250)
+    });
 }
 
 /// Copies `path` to `to` and truncates `path`, like logrotate's copytruncate.
@@ -349,17 +338,8 @@ fn full_spool_blocks_without_loss_or_drops_oldest_and_reports_it() {
         }
         // Drop mode: what arrived + what was reported dropped = everything,
         // and nothing arrived twice.
-        let start = Instant::now();
-        let mut reported = 0u64;
-        let mut arrived = 0u64;
-        while start.elapsed() < Duration::from_secs(180) {
-            arrived = collector.count(QUERY).unwrap();
-            reported = loss_reported(&collector);
-            if arrived + reported >= total as u64 {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        }
+        let (arrived, reported) =
+            arrived_and_dropped(&collector, total as u64, Duration::from_secs(180));
         assert!(reported > 0, "drops must be reported");
         assert_eq!(
             arrived + reported,
@@ -370,6 +350,28 @@ fn full_spool_blocks_without_loss_or_drops_oldest_and_reports_it() {
         let distinct: std::collections::HashSet<_> = messages.iter().collect();
         assert_eq!(distinct.len(), messages.len(), "nothing doubled");
     }
+}
+
+/// Polls until the lines stored plus the drops reported reach `total` (or
+/// `timeout`); returns both.
+fn arrived_and_dropped(collector: &Collector, total: u64, timeout: Duration) -> (u64, u64) {
+    let start = Instant::now();
+    loop {
+        let arrived = collector.count(QUERY).unwrap();
+        let reported = loss_reported(collector);
+        if arrived + reported >= total || start.elapsed() > timeout {
+            return (arrived, reported);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// The `app` source with more keys (a rate limit).
+fn sources_with(logs: &Path, keys: &str) -> String {
+    sources(logs).replace(
+        "glob_interval_ms = 200\n",
+        &format!("glob_interval_ms = 200\n{keys}"),
+    )
 }
 
 /// Sum of `vigie.loss.events` over the data-loss events stored.
@@ -399,25 +401,16 @@ fn rate_limit_drop_mode_counts_and_reports_every_dropped_line() {
         mut agent,
         logs,
     } = setup(tmp.path());
-    let limited = sources(&logs).replace(
-        "glob_interval_ms = 200\n",
-        "glob_interval_ms = 200\nmax_events_per_second = 500\nburst_events = 1000\nwhen_limited = \"drop\"\n",
+    let limited = sources_with(
+        &logs,
+        "max_events_per_second = 500\nburst_events = 1000\nwhen_limited = \"drop\"\n",
     );
     agent.configure(&collector, BATCH, &limited).unwrap();
-    let app = logs.join("app.log");
     let total = 20_000;
-    append(&app, 0, total);
+    append(&logs.join("app.log"), 0, total);
     agent.start().unwrap();
-    let start = Instant::now();
-    let (mut arrived, mut reported) = (0, 0);
-    while start.elapsed() < Duration::from_secs(90) {
-        arrived = collector.count(QUERY).unwrap();
-        reported = loss_reported(&collector);
-        if arrived + reported >= total as u64 {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    let (arrived, reported) =
+        arrived_and_dropped(&collector, total as u64, Duration::from_secs(90));
     assert!(
         arrived >= 1_000 && arrived < total as u64,
         "the burst passes, the flood does not: {arrived}"
@@ -446,10 +439,7 @@ fn rate_limit_block_mode_slows_the_source_and_loses_nothing() {
         mut agent,
         logs,
     } = setup(tmp.path());
-    let limited = sources(&logs).replace(
-        "glob_interval_ms = 200\n",
-        "glob_interval_ms = 200\nmax_events_per_second = 2000\nburst_events = 1000\n",
-    );
+    let limited = sources_with(&logs, "max_events_per_second = 2000\nburst_events = 1000\n");
     agent.configure(&collector, BATCH, &limited).unwrap();
     let app = logs.join("app.log");
     let total = 8_000;

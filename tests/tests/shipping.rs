@@ -6,29 +6,20 @@
 
 use std::collections::HashSet;
 use std::fs::OpenOptions;
-use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use vigie_e2e::{Agent, Collector};
+use vigie_e2e::{append_lines, Agent, Collector};
 
 const BATCH: &str = "max_events = 2000\ntimeout_ms = 200";
 
 fn append(path: &Path, from: usize, to: usize) {
-    let mut f = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    let mut buf = String::with_capacity((to - from) * 64);
-    for i in from..to {
-        buf.push_str(&format!(
-            "e2e line {i:06} user=alice action=login src=198.51.100.{}\n",
+    append_lines(path, from, to, |i| {
+        format!(
+            "e2e line {i:06} user=alice action=login src=198.51.100.{}",
             i % 250
-        ));
-    }
-    f.write_all(buf.as_bytes()).unwrap();
-    f.sync_all().unwrap();
+        )
+    });
 }
 
 /// A collector and an enrolled agent whose one file source `app` reads
