@@ -37,6 +37,14 @@ use crate::pipeline::{apply_position, SealedBatch};
 use crate::shipper::{compress, ship, Backoff, Outgoing, ShipStats, Shipped};
 use crate::spool::{Append, FsyncPolicy, OpenReport, Spool, SpoolConfig, SpoolError};
 
+/// The next thing the dispatcher sends.
+#[derive(Debug)]
+enum Next {
+    Fast(Outgoing),
+    Spooled(crate::spool::Record),
+    Nothing,
+}
+
 /// The spool shared by the writer, the dispatcher and the stats reporter.
 pub struct Shared {
     spool: Mutex<Spool>,
@@ -107,11 +115,19 @@ impl Shared {
         self.appended.notify_one();
     }
 
-    fn next_fast(&self) -> Option<Outgoing> {
-        self.fast
+    /// What to send next: the fast lane first, then the oldest spooled
+    /// record not handed out yet. `None` when the runtime is stopping.
+    async fn next_outgoing(self: &Arc<Self>) -> Option<Result<Next, SpoolError>> {
+        let fast = self
+            .fast
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .pop_front()
+            .pop_front();
+        if let Some(out) = fast {
+            return Some(Ok(Next::Fast(out)));
+        }
+        let next = self.blocking(|s| s.next_unsent()).await?;
+        Some(next.map(|r| r.map_or(Next::Nothing, Next::Spooled)))
     }
 
     async fn blocking<T: Send + 'static>(
@@ -386,21 +402,21 @@ pub async fn dispatch(
             },
             _ = stopping.changed() => break,
         };
-        if let Some(out) = shared.next_fast() {
-            let (client, stats) = (client.clone(), stats.clone());
-            let mut abort = abort.clone();
-            tasks.spawn(async move {
-                let outcome = ship(&client, &out, backoff, &stats, &mut abort).await;
-                drop(permit);
-                if outcome == Shipped::Refused {
-                    tracing::error!(batch = %out.id, "the collector refused a fast-lane batch");
-                }
-            });
-            continue;
-        }
-        let record = match shared.blocking(|s| s.next_unsent()).await {
-            Some(Ok(Some(r))) => r,
-            Some(Ok(None)) => {
+        let record = match shared.next_outgoing().await {
+            Some(Ok(Next::Fast(out))) => {
+                let (client, stats) = (client.clone(), stats.clone());
+                let mut abort = abort.clone();
+                tasks.spawn(async move {
+                    let outcome = ship(&client, &out, backoff, &stats, &mut abort).await;
+                    drop(permit);
+                    if outcome == Shipped::Refused {
+                        tracing::error!(batch = %out.id, "the collector refused a fast-lane batch");
+                    }
+                });
+                continue;
+            }
+            Some(Ok(Next::Spooled(r))) => r,
+            Some(Ok(Next::Nothing)) => {
                 drop(permit);
                 tokio::select! {
                     _ = shared.appended.notified() => {}
@@ -462,4 +478,44 @@ pub async fn dispatch(
         while tasks.try_join_next().is_some() {}
     }
     while tasks.join_next().await.is_some() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigie_event::Event;
+
+    #[tokio::test]
+    async fn the_fast_lane_goes_ahead_of_the_backlog() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = SpoolConfig::default();
+        let shared = Shared::open(&cfg, dir.path()).expect("open");
+        for i in 0..3u8 {
+            let stored = shared.lock().append(1, &[i]).expect("append");
+            assert!(matches!(stored, Append::Stored { .. }));
+        }
+        let mut ev = Event::new();
+        ev.set("event.action", "data-loss");
+        shared.send_fast(&[ev]);
+        let first = shared
+            .next_outgoing()
+            .await
+            .expect("running")
+            .expect("read");
+        let Next::Fast(out) = first else {
+            panic!("fast lane first, got {first:?}");
+        };
+        assert!(out.id.starts_with('f'), "{}", out.id);
+        assert_eq!(out.events, 1);
+        let mut seqs = Vec::new();
+        while let Some(Ok(Next::Spooled(r))) = shared.next_outgoing().await {
+            seqs.push(r.seq);
+        }
+        assert_eq!(seqs, vec![1, 2, 3], "then the backlog, oldest first");
+        // The stream id survives a restart of the spool, with its seqs.
+        let stream = shared.stream.clone();
+        drop(shared);
+        let again = Shared::open(&cfg, dir.path()).expect("reopen");
+        assert_eq!(again.stream, stream);
+    }
 }
