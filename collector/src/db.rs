@@ -477,10 +477,26 @@ impl Db {
         ids: &[(String, String, u64, u64)],
         now: DateTime<Utc>,
     ) -> Result<(), DbError> {
+        self.close_group(ids, now, None)
+    }
+
+    /// [`Db::record_batches`], opening group `next` in the same transaction
+    /// (so the next group costs no fsync of its own).
+    pub fn close_group(
+        &self,
+        ids: &[(String, String, u64, u64)],
+        now: DateTime<Utc>,
+        next: Option<u64>,
+    ) -> Result<(), DbError> {
         let now = fmt_time(now);
+        let next = next.map(|g| to_i64(g, "commit group")).transpose()?;
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute("UPDATE ingest_state SET open_group = NULL WHERE id = 1", [])?;
+        tx.execute(
+            "UPDATE ingest_state SET open_group = ?1,
+                 last_group = MAX(last_group, COALESCE(?1, last_group)) WHERE id = 1",
+            params![next],
+        )?;
         {
             let mut stmt = tx.prepare(
                 "INSERT OR IGNORE INTO batches (agent_id, stream, seq, events, received_at)

@@ -15,7 +15,8 @@
 //!
 //! Crash safety: each group of batches committed together has a number,
 //! marked open in SQLite (durably) before its first event reaches the
-//! store, and every event carries it. The store's commit, then one SQLite
+//! store (by the transaction that closed the previous group, so a group
+//! costs one fsync), and every event carries it. The store's commit, then one SQLite
 //! transaction that records the group's batch ids and closes the group,
 //! make it acknowledged. A crash in between (or a failed commit) leaves the
 //! group open: at the next start ([`Indexer::spawn`]) its events are deleted
@@ -191,9 +192,12 @@ impl Indexer {
     ) -> Result<(Indexer, std::thread::JoinHandle<()>), StartError> {
         let (open, last) = db.ingest_groups()?;
         if let Some(group) = open {
+            // Usually empty: each commit opens the next group in advance.
             let deleted = store.delete_group(group)?;
             db.abandon_group()?;
-            tracing::warn!(group, deleted, "removed the events of a commit interrupted by a crash; their batches were not acknowledged and will be sent again");
+            if deleted > 0 {
+                tracing::warn!(group, deleted, "removed the events of a commit interrupted by a crash; their batches were not acknowledged and will be sent again");
+            }
         }
         let (tx, rx) = mpsc::channel(64);
         let handle = tokio::runtime::Handle::current();
@@ -374,34 +378,43 @@ impl Worker {
             .iter()
             .map(|((a, s, q), n, _)| (a.clone(), s.clone(), *q, *n))
             .collect();
+        // The transaction that closes this group also opens the next one, so
+        // a group costs one SQLite fsync.
+        let group = self.group;
+        let next = if self.group_open { group + 1 } else { group };
         let result = self
             .store
             .commit()
             .map_err(|e| e.to_string())
             .and_then(|()| {
                 self.db
-                    .record_batches(&ids, Utc::now())
+                    .close_group(&ids, Utc::now(), Some(next))
                     .map_err(|e| e.to_string())
             });
-        let group = self.group;
-        if self.group_open {
-            self.group += 1;
-        }
-        if result.is_err() && self.group_open {
-            // Part of the group may be committed: take it out, so that the
-            // batches (not acknowledged) are stored once when sent again.
-            match self.store.delete_group(group) {
-                Ok(_) => {
-                    if let Err(e) = self.db.abandon_group() {
-                        tracing::error!(error = %e, group, "cannot close an abandoned commit group; it is cleaned again at the next start");
+        match &result {
+            Ok(()) => {
+                self.group = next;
+                self.group_open = true;
+            }
+            Err(_) if self.group_open => {
+                // Part of the group may be committed: take it out, so that
+                // the batches (not acknowledged) are stored once when sent
+                // again. Its number is not used again.
+                self.group = group + 1;
+                self.group_open = false;
+                match self.store.delete_group(group) {
+                    Ok(_) => {
+                        if let Err(e) = self.db.abandon_group() {
+                            tracing::error!(error = %e, group, "cannot close an abandoned commit group; it is cleaned again at the next start");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, group, "cannot remove the events of a failed commit; they are removed at the next start")
                     }
                 }
-                Err(e) => {
-                    tracing::error!(error = %e, group, "cannot remove the events of a failed commit; they are removed at the next start")
-                }
             }
+            Err(_) => {}
         }
-        self.group_open = false;
         match result {
             Ok(()) => {
                 add(&self.metrics.commits, 1);
@@ -543,7 +556,11 @@ mod tests {
             .unwrap();
         assert_eq!(dup, IndexOutcome::Duplicate);
         assert_eq!(stored(&store), 5);
-        assert_eq!(db.ingest_groups().unwrap(), (None, 3), "group 3 closed");
+        assert_eq!(
+            db.ingest_groups().unwrap(),
+            (Some(4), 4),
+            "group 3 closed, group 4 opened by the same transaction"
+        );
         drop(indexer);
         join.join().unwrap();
     }
