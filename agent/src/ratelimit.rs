@@ -8,8 +8,8 @@
 //!   pipeline reports each source's new drops every few seconds as a
 //!   data-loss event (`event.reason: rate_limit`).
 //!
-//! Limits apply to lines as read (before multiline joining of journald
-//! records there is nothing to join; for files, a joined event counts as one).
+//! Limits count records as a source emits them: a journald entry, or a file
+//! line (a multiline event joined by the file source counts as one).
 
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -46,6 +46,24 @@ use crate::sources::journald::{self, JournalRecord};
 use crate::spooler;
 use crate::stats::StatsSources;
 
+/// Turns a drop report into a data-loss event: on the fast lane with the
+/// spool, else into the open batch (returned if that sealed it).
+fn route_loss(
+    loss: &loss::Loss,
+    normalizer: &Normalizer,
+    shipping: &Shipping,
+    builder: &mut BatchBuilder,
+) -> Option<SealedBatch> {
+    let ev = normalizer.agent_event(loss::loss_event(loss, chrono::Utc::now()));
+    match shipping {
+        Shipping::Spool { shared, .. } => {
+            shared.send_fast(&[ev]);
+            None
+        }
+        Shipping::Memory { .. } => builder.push(&ev, None),
+    }
+}
+
 /// Counts and reports what each source's rate limit dropped since the last call.
 fn report_rate_drops(
     limiters: &[(Arc<str>, Arc<SourceLimiter>)],
@@ -306,17 +324,8 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
             },
             loss = loss_rx.recv() => {
                 // `losses` is held here, so this channel never closes.
-                if let Some(loss) = loss {
-                    let ev = loss::loss_event(&loss, chrono::Utc::now());
-                    let ev = normalizer.agent_event(ev);
-                    match &shipping {
-                        Shipping::Spool { shared, .. } => shared.send_fast(&[ev]),
-                        Shipping::Memory { .. } => {
-                            if let Some(b) = builder.push(&ev, None) {
-                                if sealed_tx.send(b).await.is_err() { break; }
-                            }
-                        }
-                    }
+                if let Some(b) = loss.and_then(|l| route_loss(&l, &normalizer, &shipping, &mut builder)) {
+                    if sealed_tx.send(b).await.is_err() { break; }
                 }
             }
             _ = sleep_until(deadline) => {
@@ -363,14 +372,8 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
     // their positions were never checkpointed. Drops not reported yet are.
     report_rate_drops(&limiters, &stats, &losses);
     while let Ok(loss) = loss_rx.try_recv() {
-        let ev = normalizer.agent_event(loss::loss_event(&loss, chrono::Utc::now()));
-        match &shipping {
-            Shipping::Spool { shared, .. } => shared.send_fast(&[ev]),
-            Shipping::Memory { .. } => {
-                if let Some(b) = builder.push(&ev, None) {
-                    let _ = sealed_tx.send(b).await;
-                }
-            }
+        if let Some(b) = route_loss(&loss, &normalizer, &shipping, &mut builder) {
+            let _ = sealed_tx.send(b).await;
         }
     }
     if let Some(b) = builder.seal() {

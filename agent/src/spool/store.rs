@@ -232,18 +232,25 @@ impl Spool {
         Ok(())
     }
 
-    /// Stops appending to the last segment (fsynced first unless `never`).
-    fn seal_active(&mut self) -> Result<(), SpoolError> {
-        if let (Some(file), Some(seg)) = (&self.active, self.segments.back()) {
-            if self.unsynced {
+    /// Fsyncs the segment being appended to if it has unsynced appends;
+    /// every appended record is then durable.
+    fn sync_active(&mut self) -> Result<(), SpoolError> {
+        if self.unsynced {
+            if let (Some(file), Some(seg)) = (&self.active, self.segments.back()) {
                 file.sync_data().map_err(|source| SpoolError::Write {
                     path: seg.path.clone(),
                     source,
                 })?;
-                self.unsynced = false;
-                self.durable = self.next_seq - 1;
             }
+            self.unsynced = false;
         }
+        self.durable = self.next_seq - 1;
+        Ok(())
+    }
+
+    /// Stops appending to the last segment (fsynced first unless `never`).
+    fn seal_active(&mut self) -> Result<(), SpoolError> {
+        self.sync_active()?;
         self.active = None;
         Ok(())
     }
@@ -446,16 +453,7 @@ impl Spool {
     /// caller calls this every [`Spool::sync_interval`] while
     /// [`Spool::needs_sync`] says so, and at shutdown.
     pub fn sync(&mut self) -> Result<(), SpoolError> {
-        if self.unsynced {
-            if let (Some(file), Some(seg)) = (&self.active, self.segments.back()) {
-                file.sync_data().map_err(|source| SpoolError::Write {
-                    path: seg.path.clone(),
-                    source,
-                })?;
-            }
-            self.unsynced = false;
-        }
-        self.durable = self.next_seq - 1;
+        self.sync_active()?;
         if self.acked != self.persisted.acked_seq {
             self.persist()?;
         }
