@@ -1,0 +1,196 @@
+//! How the Sigma engine sees a Vigie [`Event`].
+//!
+//! - Field lookups take a flat key first (`CommandLine`, or a key that itself holds dots), then
+//!   walk nested objects along the dots (`process.command_line`). A path that crosses an array
+//!   collects the value in every element, so an array matches when any element does.
+//! - Keyword rules (a detection that is a plain list of strings) search the event's `message`
+//!   and `event.original`, as the contract says; an event that has neither (raw JSON
+//!   from an unmapped source) is searched in all its string values, so it still matches.
+
+use std::borrow::Cow;
+
+use rsigma_eval::event::{Event as SigmaEvent, EventValue};
+use serde_json::{Map, Value};
+use vigie_event::Event;
+
+/// Nesting deeper than this is not searched by keywords (a hostile event cannot recurse us).
+const MAX_DEPTH: usize = 32;
+
+/// A borrowed view of an [`Event`] for the Sigma engine.
+#[derive(Debug, Clone, Copy)]
+pub struct SigmaView<'a> {
+    map: &'a Map<String, Value>,
+}
+
+impl<'a> SigmaView<'a> {
+    /// Views `event` for evaluation; nothing is copied.
+    pub fn new(event: &'a Event) -> Self {
+        Self {
+            map: event.as_map(),
+        }
+    }
+
+    /// Views a JSON object (a test event, an event from the API).
+    pub fn from_map(map: &'a Map<String, Value>) -> Self {
+        Self { map }
+    }
+
+    /// The fields keyword rules search, when the event has them.
+    fn keyword_fields(&self) -> [Option<&'a str>; 2] {
+        let message = self.map.get("message").and_then(Value::as_str);
+        let original = match self.map.get("event.original") {
+            Some(Value::String(s)) => Some(s.as_str()),
+            _ => self
+                .map
+                .get("event")
+                .and_then(|e| e.get("original"))
+                .and_then(Value::as_str),
+        };
+        [message, original]
+    }
+}
+
+impl SigmaEvent for SigmaView<'_> {
+    fn get_field(&self, path: &str) -> Option<EventValue<'_>> {
+        if let Some(v) = self.map.get(path) {
+            return Some(EventValue::from(v));
+        }
+        let (root, rest) = path.split_once('.')?;
+        let first = self.map.get(root)?;
+        let mut found = Vec::new();
+        collect(first, rest, &mut found);
+        match found.len() {
+            0 => None,
+            1 => found.pop(),
+            _ => Some(EventValue::Array(found)),
+        }
+    }
+
+    fn any_string_value(&self, pred: &dyn Fn(&str) -> bool) -> bool {
+        let fields = self.keyword_fields();
+        if fields.iter().any(Option::is_some) {
+            return fields.iter().flatten().any(|s| pred(s));
+        }
+        let mut hit = false;
+        visit_strings(self.map, &mut |s| hit = hit || pred(s), MAX_DEPTH);
+        hit
+    }
+
+    fn all_string_values(&self) -> Vec<Cow<'_, str>> {
+        let mut out = Vec::new();
+        self.visit_string_values(&mut |s| out.push(Cow::Owned(s.to_owned())));
+        out
+    }
+
+    fn visit_string_values(&self, visit: &mut dyn FnMut(&str)) {
+        let fields = self.keyword_fields();
+        if fields.iter().any(Option::is_some) {
+            fields.iter().flatten().for_each(|s| visit(s));
+        } else {
+            visit_strings(self.map, visit, MAX_DEPTH);
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        Value::Object(self.map.clone())
+    }
+
+    fn visit_top_level_keys(&self, visit: &mut dyn FnMut(&str)) -> bool {
+        // Keys with dots in them ("event.original") make the root of a dotted path ambiguous,
+        // so the candidate index may only prune by root when no key holds a dot.
+        if self.map.keys().any(|k| k.contains('.')) {
+            return false;
+        }
+        self.map.keys().for_each(|k| visit(k));
+        true
+    }
+
+    fn top_level_keys(&self) -> Option<Vec<Cow<'_, str>>> {
+        let mut keys = Vec::new();
+        self.visit_top_level_keys(&mut |k| keys.push(Cow::Owned(k.to_owned())))
+            .then_some(keys)
+    }
+}
+
+/// Follows `path` (dot-separated) from `value`, pushing every value reached; arrays fan out.
+fn collect<'a>(value: &'a Value, path: &str, out: &mut Vec<EventValue<'a>>) {
+    match value {
+        Value::Array(items) => items.iter().for_each(|item| collect(item, path, out)),
+        Value::Object(map) => {
+            if let Some(v) = map.get(path) {
+                out.push(EventValue::from(v));
+                return;
+            }
+            if let Some((head, rest)) = path.split_once('.') {
+                if let Some(v) = map.get(head) {
+                    collect(v, rest, out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Calls `visit` on every string (and number, as text) under `map`.
+fn visit_strings(map: &Map<String, Value>, visit: &mut dyn FnMut(&str), depth: usize) {
+    for v in map.values() {
+        visit_value(v, visit, depth);
+    }
+}
+
+fn visit_value(v: &Value, visit: &mut dyn FnMut(&str), depth: usize) {
+    if depth == 0 {
+        return;
+    }
+    match v {
+        Value::String(s) => visit(s),
+        Value::Number(n) => visit(&n.to_string()),
+        Value::Array(items) => items.iter().for_each(|i| visit_value(i, visit, depth - 1)),
+        Value::Object(map) => visit_strings(map, visit, depth - 1),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn view(v: &Value) -> SigmaView<'_> {
+        SigmaView::from_map(v.as_object().unwrap())
+    }
+
+    #[test]
+    fn nested_flat_and_array_paths() {
+        let v = json!({"process": {"command_line": "id"}, "a.b": 1,
+                       "hosts": [{"ip": "10.0.0.1"}, {"ip": "10.0.0.2"}]});
+        let e = view(&v);
+        assert_eq!(
+            e.get_field("process.command_line")
+                .unwrap()
+                .as_str()
+                .unwrap(),
+            "id"
+        );
+        assert_eq!(e.get_field("a.b"), Some(EventValue::Int(1)));
+        match e.get_field("hosts.ip") {
+            Some(EventValue::Array(a)) => assert_eq!(a.len(), 2),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(e.get_field("process.missing"), None);
+        assert_eq!(e.get_field("nope"), None);
+    }
+
+    #[test]
+    fn keywords_search_message_and_original_only() {
+        let v = json!({"message": "hello", "event": {"original": "raw text"}, "user": "zed"});
+        let e = view(&v);
+        assert!(e.any_string_value(&|s| s.contains("raw")));
+        assert!(e.any_string_value(&|s| s.contains("hello")));
+        assert!(!e.any_string_value(&|s| s.contains("zed")));
+        let raw = json!({"user": "zed", "n": {"deep": ["x", 42]}});
+        let e = view(&raw);
+        assert!(e.any_string_value(&|s| s == "zed"));
+        assert!(e.any_string_value(&|s| s == "42"));
+    }
+}

