@@ -13,6 +13,7 @@ use std::str::FromStr;
 use serde::Deserialize;
 use vigie_parse::Codec;
 
+use crate::detect::DetectSection;
 use crate::ratelimit::{RateLimit, WhenLimited};
 use crate::sources::file::FileSourceOptions;
 use crate::sources::journald::JournaldOptions;
@@ -32,6 +33,8 @@ pub struct AgentConfig {
     pub spool: SpoolConfig,
     /// `[metrics]`: the local Prometheus endpoint.
     pub metrics: MetricsSection,
+    /// `[detect]`: edge detection (paths resolved).
+    pub detect: DetectSection,
     pub sources: Vec<SourceConfig>,
 }
 
@@ -155,6 +158,8 @@ struct RawConfig {
     #[serde(default)]
     metrics: MetricsSection,
     #[serde(default)]
+    detect: DetectSection,
+    #[serde(default)]
     sources: Vec<toml::Table>,
 }
 
@@ -263,6 +268,8 @@ impl AgentConfig {
             Some(d) => d,
             None => data_dir.join("spool"),
         });
+        let mut detect = raw.detect;
+        detect.resolve(base);
         Ok(AgentConfig {
             data_dir,
             host_name: raw
@@ -273,6 +280,7 @@ impl AgentConfig {
             batch: raw.batch,
             spool,
             metrics: raw.metrics,
+            detect,
             sources,
         })
     }

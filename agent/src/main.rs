@@ -59,6 +59,42 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Check and test Sigma rules.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Load rule files or directories and print the load report (exit 1 if any is rejected).
+    Check {
+        /// Rule files or directories.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Field-mapping files or directories (e.g. rules/mappings).
+        #[arg(long)]
+        mappings: Vec<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run rules on events and print one JSON object per match.
+    Test {
+        /// Rule files or directories.
+        #[arg(long, required = true, num_args = 1..)]
+        rules: Vec<PathBuf>,
+        /// Events: NDJSON, or raw lines with --format.
+        #[arg(long)]
+        events: PathBuf,
+        /// Read raw lines with this format (json, syslog, plain).
+        #[arg(long)]
+        format: Option<String>,
+        /// Field-mapping files or directories (e.g. rules/mappings).
+        #[arg(long)]
+        mappings: Vec<PathBuf>,
+    },
 }
 
 fn init_logging(format: LogFormat) {
@@ -171,7 +207,55 @@ fn run(command: Command) -> Result<(), (u8, anyhow::Error)> {
                     }
                 }
             }
+            if cfg.detect.enabled() {
+                let (set, report) =
+                    vigie_agent::detect::load_pack(&cfg.detect).map_err(|e| (2, e))?;
+                println!(
+                    "  detect: rule pack {} ({} loaded, {} rejected)",
+                    set.version(),
+                    report.loaded,
+                    report.rejected.len()
+                );
+                for r in &report.rejected {
+                    println!(
+                        "  warning: rule rejected: {} ({}): {}",
+                        r.file.display(),
+                        r.id.as_deref().unwrap_or("no id"),
+                        r.reason.replace('\n', " ")
+                    );
+                }
+            }
             Ok(())
+        }
+        Command::Rules { command } => rules(command),
+    }
+}
+
+fn rules(command: RulesCommand) -> Result<(), (u8, anyhow::Error)> {
+    use vigie_agent::rules_cli;
+    match command {
+        RulesCommand::Check {
+            paths,
+            mappings,
+            json,
+        } => match rules_cli::check(&paths, &mappings, json) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err((1, anyhow::anyhow!("some rules were rejected"))),
+            Err(e) => Err((2, e)),
+        },
+        RulesCommand::Test {
+            rules,
+            events,
+            format,
+            mappings,
+        } => {
+            let codec = format
+                .map(|f| f.parse::<vigie_parse::Codec>())
+                .transpose()
+                .map_err(|e| (2, anyhow::anyhow!("--format: {e}")))?;
+            rules_cli::test(&rules, &mappings, &events, codec)
+                .map(|_| ())
+                .map_err(|e| (2, e))
         }
     }
 }

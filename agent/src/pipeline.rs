@@ -152,21 +152,27 @@ impl BatchBuilder {
         self.body.push(b'\n');
         self.events += 1;
         if let Some(pos) = pos {
-            let key = match &pos {
-                Position::File {
-                    source,
-                    fingerprint,
-                    ..
-                } => (source.clone(), Some(*fingerprint)),
-                Position::Journal { source, .. } => (source.clone(), None),
-            };
-            self.positions.insert(key, pos);
+            self.keep_position(pos);
         }
         self.opened.get_or_insert_with(tokio::time::Instant::now);
         if self.events >= self.cfg.max_events || self.body.len() >= self.cfg.max_bytes {
             return self.seal();
         }
         None
+    }
+
+    /// Records where a source is after an event that is not shipped (dropped by a filter
+    /// rule): the position moves with the next batch that seals.
+    pub fn keep_position(&mut self, pos: Position) {
+        let key = match &pos {
+            Position::File {
+                source,
+                fingerprint,
+                ..
+            } => (source.clone(), Some(*fingerprint)),
+            Position::Journal { source, .. } => (source.clone(), None),
+        };
+        self.positions.insert(key, pos);
     }
 
     /// When the open batch must be sealed even if not full.

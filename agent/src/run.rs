@@ -34,6 +34,7 @@ use vigie_event::Event;
 use crate::checkpoint::CheckpointStore;
 use crate::client::CollectorClient;
 use crate::config::{AgentConfig, SourceKind};
+use crate::detect::{EdgeDetector, Verdict};
 use crate::enroll::IdentityFiles;
 use crate::loss::{self, LossSender};
 use crate::pipeline::{
@@ -115,6 +116,20 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
         None
     };
     tracing::info!(agent = %identity.agent_id, collector = %cfg.collector.url, sources = cfg.sources.len(), "agent starting");
+
+    // A pack that cannot be read stops the start: running without the rules asked for would
+    // let through what they were meant to catch or filter.
+    let mut edge = EdgeDetector::start(&cfg.detect).context("cannot load the rule pack")?;
+    let mut reload = tokio::time::interval(
+        edge.as_ref()
+            .and_then(EdgeDetector::reload_interval)
+            .unwrap_or(Duration::from_secs(3600)),
+    );
+    reload.tick().await;
+    let reload_on = edge
+        .as_ref()
+        .and_then(EdgeDetector::reload_interval)
+        .is_some();
 
     let stop_sources = Arc::new(AtomicBool::new(false));
     let (src_stop_tx, src_stop_rx) = watch::channel(false);
@@ -258,6 +273,7 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
         tailers: tailer_stats.clone(),
         spool: stats_spool,
         started_unix_secs: chrono::Utc::now().timestamp().max(0) as u64,
+        detect: edge.as_ref().map(EdgeDetector::stats),
     };
     tokio::spawn(crate::stats::report(
         stats_client,
@@ -292,17 +308,27 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
                 Some(lines) => {
                     stats.lines_read.fetch_add(lines.len() as u64, Ordering::Relaxed);
                     let ctx = normalizer.context();
+                    let mut detected = false;
                     for line in lines {
-                        let ev = normalizer.file_line(&line, &ctx);
+                        let mut ev = normalizer.file_line(&line, &ctx);
                         let pos = Position::File {
                             source: line.source.clone(),
                             fingerprint: line.fingerprint,
                             path: line.path.clone(),
                             offset: line.end_offset,
                         };
+                        match edge.as_ref().map_or(Verdict::Pass, |d| d.apply(&mut ev)) {
+                            Verdict::Drop => { builder.keep_position(pos); continue; }
+                            Verdict::Tagged => detected = true,
+                            Verdict::Pass => {}
+                        }
                         if let Some(b) = builder.push(&ev, Some(pos)) {
                             if sealed_tx.send(b).await.is_err() { break; }
                         }
+                    }
+                    // A detection does not wait for the batch timeout.
+                    if let Some(b) = detected.then(|| builder.seal()).flatten() {
+                        if sealed_tx.send(b).await.is_err() { break; }
                     }
                 }
                 None => sources_open = false,
@@ -310,14 +336,23 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
             recs = journal_rx.recv(), if journal_open => match recs {
                 Some((source, recs)) => {
                     stats.lines_read.fetch_add(recs.len() as u64, Ordering::Relaxed);
+                    let mut detected = false;
                     for r in recs {
-                        let ev: Event = normalizer.journal_event(&source, r.event);
+                        let mut ev: Event = normalizer.journal_event(&source, r.event);
                         // An empty cursor is no position: nothing to checkpoint.
                         let pos = (!r.cursor.is_empty())
                             .then(|| Position::Journal { source: source.clone(), cursor: r.cursor });
+                        match edge.as_ref().map_or(Verdict::Pass, |d| d.apply(&mut ev)) {
+                            Verdict::Drop => { if let Some(p) = pos { builder.keep_position(p); } continue; }
+                            Verdict::Tagged => detected = true,
+                            Verdict::Pass => {}
+                        }
                         if let Some(b) = builder.push(&ev, pos) {
                             if sealed_tx.send(b).await.is_err() { break; }
                         }
+                    }
+                    if let Some(b) = detected.then(|| builder.seal()).flatten() {
+                        if sealed_tx.send(b).await.is_err() { break; }
                     }
                 }
                 None => journal_open = false,
@@ -332,6 +367,9 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
                 if let Some(b) = builder.seal() {
                     if sealed_tx.send(b).await.is_err() { break; }
                 }
+            }
+            _ = reload.tick(), if reload_on => {
+                if let Some(d) = edge.as_mut() { d.reload_if_changed(); }
             }
             _ = drop_check.tick(), if !limiters.is_empty() => {
                 report_rate_drops(&limiters, &stats, &losses);

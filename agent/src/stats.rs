@@ -58,6 +58,8 @@ pub struct StatsSources {
     pub tailers: Vec<(Arc<str>, TailerStatsHandle)>,
     pub spool: Option<Arc<Shared>>,
     pub started_unix_secs: u64,
+    /// Edge detection counters, when detection is on.
+    pub detect: Option<Arc<std::sync::Mutex<vigie_wire::DetectStats>>>,
 }
 
 impl StatsSources {
@@ -92,6 +94,11 @@ impl StatsSources {
             spool_bytes,
             spool_events,
             last_ack_unix_secs: get(&s.last_ack_unix_secs),
+            detect: self
+                .detect
+                .as_ref()
+                .map(|d| d.lock().unwrap_or_else(|e| e.into_inner()).clone())
+                .unwrap_or_default(),
         }
     }
 }

@@ -284,6 +284,20 @@ impl Collector {
 
     /// Streams `/api/v1/events/export` and returns every event's `message`.
     pub fn export_messages(&self, query: &str) -> Result<Vec<String>> {
+        Ok(self
+            .export_events(query)?
+            .iter()
+            .map(|v| {
+                v.get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned()
+            })
+            .collect())
+    }
+
+    /// Streams `/api/v1/events/export` and returns every event.
+    pub fn export_events(&self, query: &str) -> Result<Vec<Value>> {
         let r = self
             .http
             .get(self.url("/api/v1/events/export"))
@@ -296,16 +310,9 @@ impl Collector {
         let mut out = Vec::new();
         for line in BufReader::new(r).lines() {
             let line = line?;
-            if line.is_empty() {
-                continue;
+            if !line.is_empty() {
+                out.push(serde_json::from_str(&line)?);
             }
-            let v: Value = serde_json::from_str(&line)?;
-            out.push(
-                v.get("message")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_owned(),
-            );
         }
         Ok(out)
     }

@@ -50,6 +50,7 @@ use vigie_event::Event;
 mod event;
 mod load;
 mod mapping;
+mod rewrite;
 
 pub use event::SigmaView;
 pub use load::{rule_files, LoadReport, Rejection, MAX_RULE_FILE_BYTES};
@@ -158,7 +159,9 @@ impl RuleSet {
         for pipeline in &pipelines {
             engine.add_pipeline(pipeline.clone());
         }
-        let filtered = &parsed.collection.rules;
+        let mut rewritten = parsed.collection.rules.clone();
+        rewritten.iter_mut().for_each(rewrite::rewrite);
+        let filtered = &rewritten;
 
         // Duplicate ids: the first file (in sorted order) wins.
         let mut seen: HashMap<String, PathBuf> = HashMap::new();
@@ -310,6 +313,7 @@ fn map_filter(filter: &FilterRule, pipelines: &[Pipeline]) -> Result<FilterRule,
     rule.title = filter.title.clone();
     rule.logsource = filter.logsource.clone().unwrap_or_default();
     rule.detection = filter.detection.clone();
+    rewrite::rewrite(&mut rule);
     apply_pipelines(pipelines, &mut rule).map_err(|e| e.to_string())?;
     let mut mapped = filter.clone();
     mapped.detection = rule.detection;

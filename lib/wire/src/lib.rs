@@ -12,4 +12,4 @@ pub mod stats;
 pub use batch::{Ack, BatchId, BatchIdError, ErrorBody, ErrorDetail, BATCH_HEADER};
 pub use compress::{gunzip_capped, gzip, DecompressError};
 pub use enroll::{EnrollRequest, EnrollResponse};
-pub use stats::{AgentStats, Drops, STATS_PATH};
+pub use stats::{AgentStats, DetectStats, Drops, STATS_PATH};

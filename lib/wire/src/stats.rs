@@ -75,6 +75,33 @@ pub struct AgentStats {
     /// Last acknowledgement from the collector (Unix seconds; 0: none yet).
     #[serde(default)]
     pub last_ack_unix_secs: u64,
+    /// Edge detection: the rule pack in use and what it did.
+    #[serde(default)]
+    pub detect: DetectStats,
+}
+
+/// What edge detection did since the agent started.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DetectStats {
+    /// Version of the rule pack in use (empty: detection off).
+    #[serde(default)]
+    pub rulepack: String,
+    /// Detection rules loaded.
+    #[serde(default)]
+    pub rules: u64,
+    /// Events evaluated.
+    #[serde(default)]
+    pub events_evaluated: u64,
+    /// Events tagged with at least one detection.
+    #[serde(default)]
+    pub events_tagged: u64,
+    /// Events dropped by filter rules, per rule id. Deliberate noise filtering: counted
+    /// here, not reported as data loss.
+    #[serde(default)]
+    pub filtered: std::collections::BTreeMap<String, u64>,
+    /// Rule-pack reloads that failed (the previous pack stayed in use).
+    #[serde(default)]
+    pub reload_failures: u64,
 }
 
 #[cfg(test)]
