@@ -8,6 +8,7 @@
 //!   from an unmapped source) is searched in all its string values, so it still matches.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 use rsigma_eval::event::{Event as SigmaEvent, EventValue};
 use serde_json::{Map, Value};
@@ -20,6 +21,8 @@ const MAX_DEPTH: usize = 32;
 #[derive(Debug, Clone, Copy)]
 pub struct SigmaView<'a> {
     map: &'a Map<String, Value>,
+    /// ECS name -> the Sigma names mapped to it, tried when the ECS field is absent.
+    fallbacks: Option<&'a HashMap<String, Vec<String>>>,
 }
 
 impl<'a> SigmaView<'a> {
@@ -27,12 +30,39 @@ impl<'a> SigmaView<'a> {
     pub fn new(event: &'a Event) -> Self {
         Self {
             map: event.as_map(),
+            fallbacks: None,
+        }
+    }
+
+    /// Also looks a missing mapped field up under its original Sigma names.
+    pub fn with_fallbacks(mut self, fallbacks: &'a HashMap<String, Vec<String>>) -> Self {
+        if !fallbacks.is_empty() {
+            self.fallbacks = Some(fallbacks);
+        }
+        self
+    }
+
+    fn lookup(&self, path: &str) -> Option<EventValue<'a>> {
+        if let Some(v) = self.map.get(path) {
+            return Some(EventValue::from(v));
+        }
+        let (root, rest) = path.split_once('.')?;
+        let first = self.map.get(root)?;
+        let mut found = Vec::new();
+        collect(first, rest, &mut found);
+        match found.len() {
+            0 => None,
+            1 => found.pop(),
+            _ => Some(EventValue::Array(found)),
         }
     }
 
     /// Views a JSON object (a test event, an event from the API).
     pub fn from_map(map: &'a Map<String, Value>) -> Self {
-        Self { map }
+        Self {
+            map,
+            fallbacks: None,
+        }
     }
 
     /// The fields keyword rules search, when the event has them.
@@ -52,18 +82,13 @@ impl<'a> SigmaView<'a> {
 
 impl SigmaEvent for SigmaView<'_> {
     fn get_field(&self, path: &str) -> Option<EventValue<'_>> {
-        if let Some(v) = self.map.get(path) {
-            return Some(EventValue::from(v));
+        if let Some(v) = self.lookup(path) {
+            return Some(v);
         }
-        let (root, rest) = path.split_once('.')?;
-        let first = self.map.get(root)?;
-        let mut found = Vec::new();
-        collect(first, rest, &mut found);
-        match found.len() {
-            0 => None,
-            1 => found.pop(),
-            _ => Some(EventValue::Array(found)),
-        }
+        self.fallbacks?
+            .get(path)?
+            .iter()
+            .find_map(|name| self.lookup(name))
     }
 
     fn any_string_value(&self, pred: &dyn Fn(&str) -> bool) -> bool {
@@ -96,6 +121,10 @@ impl SigmaEvent for SigmaView<'_> {
     }
 
     fn visit_top_level_keys(&self, visit: &mut dyn FnMut(&str)) -> bool {
+        // With fallbacks, a field may be found under a root the event's keys do not show.
+        if self.fallbacks.is_some() {
+            return false;
+        }
         // Keys with dots in them ("event.original") make the root of a dotted path ambiguous,
         // so the candidate index may only prune by root when no key holds a dot.
         if self.map.keys().any(|k| k.contains('.')) {

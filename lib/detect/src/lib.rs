@@ -129,6 +129,7 @@ pub struct Rule {
 /// A loaded, ready-to-evaluate rule pack.
 pub struct RuleSet {
     engine: Engine,
+    fallbacks: HashMap<String, Vec<String>>,
     rules: HashMap<String, Arc<Rule>>,
     correlations: Vec<CorrelationRule>,
     version: String,
@@ -243,6 +244,7 @@ impl RuleSet {
         Ok((
             RuleSet {
                 engine,
+                fallbacks: mapping::fallbacks(&opts.mappings),
                 rules,
                 correlations,
                 version,
@@ -253,7 +255,7 @@ impl RuleSet {
 
     /// The detection rules that match `event`, routed by its logsource tags.
     pub fn evaluate(&self, event: &Event) -> Vec<Arc<Rule>> {
-        let view = SigmaView::new(event);
+        let view = SigmaView::new(event).with_fallbacks(&self.fallbacks);
         let results = match logsource_of(event) {
             Some(ls) => self.engine.evaluate_with_logsource(&view, &ls),
             None => self.engine.evaluate(&view),
@@ -413,9 +415,10 @@ fn pack_version(sources: &[(PathBuf, Vec<u8>)], opts: &LoadOptions) -> String {
         h.update((bytes.len() as u64).to_le_bytes());
         h.update(bytes);
     }
+    // A mapping's name carries the digest of its file (see `parse_mapping`).
     for p in &opts.mappings {
         h.update(p.name.as_bytes());
-        h.update(format!("{:?}", p.transformations).as_bytes());
+        h.update([0]);
     }
     for (k, v) in &opts.placeholders {
         h.update(k.as_bytes());

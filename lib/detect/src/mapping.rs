@@ -2,8 +2,8 @@
 //!
 //! A mapping file is a pySigma processing pipeline (the format Sigma users already write):
 //! `field_name_mapping` transformations gated by `logsource` rule conditions. When a file is
-//! loaded, every mapping also keeps the rule's own field name as an alternative
-//! (`Image` becomes `process.executable` *or* `Image`), so an event that arrives raw, without
+//! evaluated, an event that lacks a mapped ECS field is looked up under the rule's own field
+//! name (`process.executable`, else `Image`), so an event that arrives raw, without
 //! normalization, still matches the rule on its original names.
 //!
 //! Placeholders (`%admins%` with the `expand` modifier) come from the configuration and are
@@ -42,19 +42,40 @@ pub fn load_mapping_file(path: &Path) -> Result<Pipeline, DetectError> {
     })
 }
 
-/// Parses a mapping pipeline from YAML text, adding the original names as alternatives.
+/// Parses a mapping pipeline from YAML text. The pipeline's name gets the digest of the text,
+/// so that a pack's version changes exactly when a mapping file does.
 pub fn parse_mapping(text: &str) -> Result<Pipeline, String> {
+    use sha2::Digest;
     let mut pipeline = parse_pipeline(text).map_err(|e| e.to_string())?;
-    for item in &mut pipeline.transformations {
-        if let Transformation::FieldNameMapping { mapping } = &mut item.transformation {
-            for (from, to) in mapping.iter_mut() {
-                if !to.iter().any(|t| t == from) {
-                    to.push(from.clone());
+    let digest = hex::encode(sha2::Sha256::digest(text.as_bytes()));
+    pipeline.name = format!("{}#{}", pipeline.name, &digest[..16]);
+    Ok(pipeline)
+}
+
+/// For every ECS name the mappings produce, the Sigma names mapped to it: an event that lacks
+/// the ECS field is looked up under those names (a raw, unnormalized event). Done in the event
+/// view rather than as alternatives in the rule, so that `Field: null` and `exists: false`
+/// keep their meaning (absent under *both* names).
+pub fn fallbacks(pipelines: &[Pipeline]) -> HashMap<String, Vec<String>> {
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    for p in pipelines {
+        for item in &p.transformations {
+            if let Transformation::FieldNameMapping { mapping } = &item.transformation {
+                for (from, targets) in mapping {
+                    for to in targets {
+                        if to != from {
+                            let names = out.entry(to.clone()).or_default();
+                            if !names.contains(from) {
+                                names.push(from.clone());
+                                names.sort();
+                            }
+                        }
+                    }
                 }
             }
         }
     }
-    Ok(pipeline)
+    out
 }
 
 /// The pipeline that expands `%name%` placeholders from the configuration. It runs after

@@ -430,3 +430,43 @@ fn sigmahq_corpus_loads_the_same_with_the_shipped_mappings() {
     );
     assert_eq!(mapped.len(), plain.len());
 }
+
+/// Regression: with the mappings, `Image: null` must still mean "no image under either name";
+/// when the original name was an alternative in the rule, the filter dropped every event.
+#[test]
+fn null_checks_on_mapped_fields_keep_their_meaning() {
+    let set = one_rule(
+        "
+title: whoami with an image
+id: 7d1f0c2a-1b3e-4c5d-8e9f-0a1b2c3d4e5f
+logsource: {product: linux, category: process_creation}
+detection:
+  sel: {CommandLine|contains: whoami}
+  no_image: {Image: null}
+  condition: sel and not no_image
+",
+    );
+    let tags = json!({"product": "linux", "category": "process_creation"});
+    let ecs = json!({"process": {"executable": "/usr/bin/whoami", "command_line": "whoami"}, "vigie": {"logsource": tags}});
+    let raw =
+        json!({"Image": "/usr/bin/whoami", "CommandLine": "whoami", "vigie": {"logsource": tags}});
+    let no_image = json!({"process": {"command_line": "whoami"}, "vigie": {"logsource": tags}});
+    assert_eq!(matched_ids(&set, &ecs).len(), 1);
+    assert_eq!(matched_ids(&set, &raw).len(), 1);
+    assert!(matched_ids(&set, &no_image).is_empty());
+}
+
+/// Regression: the pack version is a function of the files, not of hash-map order.
+#[test]
+fn pack_version_is_stable_across_loads() {
+    let versions: BTreeSet<String> = (0..4)
+        .map(|_| {
+            RuleSet::load(&[sigma_dir()], &options())
+                .unwrap()
+                .0
+                .version()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(versions.len(), 1, "{versions:?}");
+}
