@@ -65,6 +65,39 @@ fn route_loss(
     }
 }
 
+/// Gives a detected event an `event.id` derived from its source position, so that a line
+/// read again after a crash gets the same id: the collector stores each id once, whether it
+/// arrives on the fast lane, from the spool, or both.
+fn tag_edge_id(ev: &mut Event, pos: &Position) {
+    if ev.contains("event.id") {
+        return;
+    }
+    let key = match pos {
+        Position::File {
+            source,
+            fingerprint,
+            offset,
+            ..
+        } => format!("f\u{1}{source}\u{1}{fingerprint}\u{1}{offset}"),
+        Position::Journal { source, cursor } => format!("j\u{1}{source}\u{1}{cursor}"),
+    };
+    let id = xxhash_rust::xxh3::xxh3_128(key.as_bytes());
+    ev.set("event.id", format!("{id:032x}"));
+}
+
+/// With the spool, queues a copy of the detections on the fast lane (see
+/// [`spooler::Shared::send_fast_copy`]).
+fn send_fast_copies(shipping: &Shipping, events: &[Event]) {
+    if let (Shipping::Spool { shared, .. }, false) = (shipping, events.is_empty()) {
+        if !shared.send_fast_copy(events) {
+            tracing::debug!(
+                events = events.len(),
+                "fast lane full: detections go through the spool only"
+            );
+        }
+    }
+}
+
 /// Counts and reports what each source's rate limit dropped since the last call.
 fn report_rate_drops(
     limiters: &[(Arc<str>, Arc<SourceLimiter>)],
@@ -309,6 +342,7 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
                     stats.lines_read.fetch_add(lines.len() as u64, Ordering::Relaxed);
                     let ctx = normalizer.context();
                     let mut detected = false;
+                    let mut fast = Vec::new();
                     for line in lines {
                         let mut ev = normalizer.file_line(&line, &ctx);
                         let pos = Position::File {
@@ -319,14 +353,19 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
                         };
                         match edge.as_ref().map_or(Verdict::Pass, |d| d.apply(&mut ev)) {
                             Verdict::Drop => { builder.keep_position(pos); continue; }
-                            Verdict::Tagged => detected = true,
+                            Verdict::Tagged => {
+                                detected = true;
+                                tag_edge_id(&mut ev, &pos);
+                                fast.push(ev.clone());
+                            }
                             Verdict::Pass => {}
                         }
                         if let Some(b) = builder.push(&ev, Some(pos)) {
                             if sealed_tx.send(b).await.is_err() { break; }
                         }
                     }
-                    // A detection does not wait for the batch timeout.
+                    // A detection does not wait for the batch timeout, nor behind the backlog.
+                    send_fast_copies(&shipping, &fast);
                     if let Some(b) = detected.then(|| builder.seal()).flatten() {
                         if sealed_tx.send(b).await.is_err() { break; }
                     }
@@ -337,6 +376,7 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
                 Some((source, recs)) => {
                     stats.lines_read.fetch_add(recs.len() as u64, Ordering::Relaxed);
                     let mut detected = false;
+                    let mut fast = Vec::new();
                     for r in recs {
                         let mut ev: Event = normalizer.journal_event(&source, r.event);
                         // An empty cursor is no position: nothing to checkpoint.
@@ -344,13 +384,20 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
                             .then(|| Position::Journal { source: source.clone(), cursor: r.cursor });
                         match edge.as_ref().map_or(Verdict::Pass, |d| d.apply(&mut ev)) {
                             Verdict::Drop => { if let Some(p) = pos { builder.keep_position(p); } continue; }
-                            Verdict::Tagged => detected = true,
+                            Verdict::Tagged => {
+                                detected = true;
+                                if let Some(p) = &pos {
+                                    tag_edge_id(&mut ev, p);
+                                    fast.push(ev.clone());
+                                }
+                            }
                             Verdict::Pass => {}
                         }
                         if let Some(b) = builder.push(&ev, pos) {
                             if sealed_tx.send(b).await.is_err() { break; }
                         }
                     }
+                    send_fast_copies(&shipping, &fast);
                     if let Some(b) = detected.then(|| builder.seal()).flatten() {
                         if sealed_tx.send(b).await.is_err() { break; }
                     }

@@ -15,7 +15,10 @@
 //!   spool, which reclaims its segment once all of it is done.
 //!
 //! The fast lane ([`Shared::send_fast`]) carries data-loss reports ahead of
-//! the backlog, so a report is not itself dropped by a full spool.
+//! the backlog, so a report is not itself dropped by a full spool, and a copy
+//! of each edge detection ([`Shared::send_fast_copy`]), so that it reaches
+//! the SOC ahead of a backlog; the spooled original is the one that counts
+//! for delivery, and the collector stores each detection's `event.id` once.
 //!
 //! The stream id lives in the spool directory (`stream`) and changes only
 //! when the spool starts over (no seq history): seqs never repeat within a
@@ -36,6 +39,9 @@ use crate::loss::{self, LossSender};
 use crate::pipeline::{apply_position, SealedBatch};
 use crate::shipper::{compress, ship, Backoff, Outgoing, ShipStats, Shipped};
 use crate::spool::{Append, FsyncPolicy, OpenReport, Spool, SpoolConfig, SpoolError};
+
+/// Most batches on the fast lane before detection copies are skipped.
+pub const MAX_FAST_COPIES: usize = 256;
 
 /// The next thing the dispatcher sends.
 #[derive(Debug)]
@@ -113,6 +119,23 @@ impl Shared {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .push_back(out);
         self.appended.notify_one();
+    }
+
+    /// Queues a copy of edge detections on the fast lane, unless it already holds
+    /// [`MAX_FAST_COPIES`] batches: the copy only saves time (the events also go through the
+    /// spool, and the collector stores each `event.id` once), so it is skipped, not queued,
+    /// when a noisy rule floods it. Returns whether it was queued.
+    pub fn send_fast_copy(&self, events: &[vigie_event::Event]) -> bool {
+        let queued = self
+            .fast
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .len();
+        if queued >= MAX_FAST_COPIES {
+            return false;
+        }
+        self.send_fast(events);
+        true
     }
 
     /// What to send next: the fast lane first, then the oldest spooled

@@ -1,5 +1,6 @@
 //! Control data in SQLite: enrollment and API tokens, agents, certificate
-//! serials, batch ids seen (exactly-once ingest) and dead letters.
+//! serials, batch ids seen (exactly-once ingest), edge detections seen (their fast-lane
+//! copy) and dead letters.
 //!
 //! One connection behind a mutex; every method takes `&self`, so a `Db` is
 //! shared as `Arc<Db>`. The file is created with mode 0600 and opened in WAL
@@ -477,7 +478,7 @@ impl Db {
         ids: &[(String, String, u64, u64)],
         now: DateTime<Utc>,
     ) -> Result<(), DbError> {
-        self.close_group(ids, now, None)
+        self.close_group(ids, &[], now, None)
     }
 
     /// [`Db::record_batches`], opening group `next` in the same transaction
@@ -485,6 +486,7 @@ impl Db {
     pub fn close_group(
         &self,
         ids: &[(String, String, u64, u64)],
+        edge_events: &[(String, String)],
         now: DateTime<Utc>,
         next: Option<u64>,
     ) -> Result<(), DbError> {
@@ -512,18 +514,37 @@ impl Db {
                 ])?;
             }
         }
+        if !edge_events.is_empty() {
+            let mut stmt = tx.prepare(
+                "INSERT OR IGNORE INTO edge_events (agent_id, event_id, stored_at)
+                 VALUES (?1, ?2, ?3)",
+            )?;
+            for (agent_id, event_id) in edge_events {
+                stmt.execute(params![agent_id, event_id, now])?;
+            }
+        }
         tx.commit()?;
         Ok(())
+    }
+
+    /// Whether an edge detection with this `event.id` from this agent is already stored
+    /// (its other copy, from the fast lane or the spool, came first).
+    pub fn edge_event_seen(&self, agent_id: &str, event_id: &str) -> Result<bool, DbError> {
+        Ok(self.lock().query_row(
+            "SELECT EXISTS (SELECT 1 FROM edge_events WHERE agent_id = ?1 AND event_id = ?2)",
+            params![agent_id, event_id],
+            |r| r.get(0),
+        )?)
     }
 
     /// Forgets batch ids recorded before `before`; returns how many. A batch
     /// retried after that would be stored again, so keep well over the
     /// agents' longest retry horizon.
     pub fn prune_batches(&self, before: DateTime<Utc>) -> Result<usize, DbError> {
-        Ok(self.lock().execute(
-            "DELETE FROM batches WHERE received_at < ?1",
-            [fmt_time(before)],
-        )?)
+        let conn = self.lock();
+        let before = fmt_time(before);
+        conn.execute("DELETE FROM edge_events WHERE stored_at < ?1", [&before])?;
+        Ok(conn.execute("DELETE FROM batches WHERE received_at < ?1", [&before])?)
     }
 
     /// Stores the lines of batch `(agent_id, stream, seq)` rejected at ingest:

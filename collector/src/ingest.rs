@@ -213,6 +213,7 @@ impl Indexer {
             max_events: cfg.commit_max_events,
             pending: Vec::new(),
             pending_ids: HashSet::new(),
+            pending_edge: HashSet::new(),
             dup_waiters: Vec::new(),
             pending_events: 0,
             oldest: None,
@@ -247,6 +248,16 @@ impl Indexer {
 }
 
 type Key = (String, String, u64);
+
+/// The `event.id` of an edge detection (an event an agent tagged with `vigie.detections`).
+fn edge_event_id(ev: &Map<String, Value>) -> Option<&str> {
+    let vigie = ev.get("vigie")?;
+    vigie
+        .get("detections")?
+        .as_array()
+        .filter(|d| !d.is_empty())?;
+    ev.get("event")?.get("id")?.as_str()
+}
 type Reply = oneshot::Sender<Result<IndexOutcome, IndexError>>;
 
 struct Worker {
@@ -260,6 +271,8 @@ struct Worker {
     max_events: usize,
     pending: Vec<(Key, u64, Reply)>,
     pending_ids: HashSet<Key>,
+    /// Edge detections `(agent, event.id)` in the open group, recorded when it closes.
+    pending_edge: HashSet<(String, String)>,
     dup_waiters: Vec<Reply>,
     pending_events: usize,
     oldest: Option<Instant>,
@@ -347,8 +360,14 @@ impl Worker {
             }
             self.group_open = true;
         }
-        let n = req.events.len();
-        if let Err(e) = self.store.add_in_group(req.events, self.group) {
+        let mut events = req.events;
+        let mut edge_new = Vec::new();
+        if let Err(e) = self.drop_edge_copies(&key.0, &mut events, &mut edge_new) {
+            let _ = req.reply.send(Err(IndexError::Storage(e.to_string())));
+            return;
+        }
+        let n = events.len();
+        if let Err(e) = self.store.add_in_group(events, self.group) {
             tracing::error!(error = %e, agent = %key.0, "adding events to the store failed");
             let _ = req.reply.send(Err(IndexError::Storage(e.to_string())));
             return;
@@ -357,7 +376,50 @@ impl Worker {
         add(&self.metrics.events_pending, n as u64);
         self.oldest.get_or_insert_with(Instant::now);
         self.pending_ids.insert(key.clone());
+        self.pending_edge.extend(edge_new);
         self.pending.push((key, n as u64, req.reply));
+    }
+
+    /// Removes from `events` the edge detections already stored or pending (an agent sends a
+    /// tagged event twice: on its fast lane, then from its spool); the new ones go to `fresh`.
+    fn drop_edge_copies(
+        &self,
+        agent_id: &str,
+        events: &mut Vec<Map<String, Value>>,
+        fresh: &mut Vec<(String, String)>,
+    ) -> Result<(), crate::db::DbError> {
+        let mut seen_here = HashSet::new();
+        let mut err = None;
+        let before = events.len();
+        events.retain(|ev| {
+            let Some(id) = edge_event_id(ev) else {
+                return true;
+            };
+            let key = (agent_id.to_owned(), id.to_owned());
+            if self.pending_edge.contains(&key) || seen_here.contains(&key) {
+                return false;
+            }
+            match self.db.edge_event_seen(agent_id, id) {
+                Ok(true) => false,
+                Ok(false) => {
+                    seen_here.insert(key.clone());
+                    fresh.push(key);
+                    true
+                }
+                Err(e) => {
+                    err = Some(e);
+                    true
+                }
+            }
+        });
+        if let Some(e) = err {
+            return Err(e);
+        }
+        add(
+            &self.metrics.edge_duplicates,
+            (before - events.len()) as u64,
+        );
+        Ok(())
     }
 
     fn commit(&mut self) {
@@ -374,6 +436,7 @@ impl Worker {
             .store(0, std::sync::atomic::Ordering::Relaxed);
         let events = std::mem::take(&mut self.pending_events) as u64;
         self.oldest = None;
+        let edge: Vec<(String, String)> = self.pending_edge.drain().collect();
         let ids: Vec<(String, String, u64, u64)> = pending
             .iter()
             .map(|((a, s, q), n, _)| (a.clone(), s.clone(), *q, *n))
@@ -388,7 +451,7 @@ impl Worker {
             .map_err(|e| e.to_string())
             .and_then(|()| {
                 self.db
-                    .close_group(&ids, Utc::now(), Some(next))
+                    .close_group(&ids, &edge, Utc::now(), Some(next))
                     .map_err(|e| e.to_string())
             });
         match &result {
@@ -561,6 +624,76 @@ mod tests {
             (Some(4), 4),
             "group 3 closed, group 4 opened by the same transaction"
         );
+        drop(indexer);
+        join.join().unwrap();
+    }
+
+    fn detection(id: &str, n: u64) -> Map<String, Value> {
+        let mut m = event(n);
+        m.insert(
+            "event".into(),
+            serde_json::json!({"id": id, "kind": "event"}),
+        );
+        m.insert(
+            "vigie".into(),
+            serde_json::json!({"detections": [{"rule_id": "r1", "title": "t", "level": "high"}]}),
+        );
+        m
+    }
+
+    /// An agent sends each edge detection twice (fast lane, then spool): it is stored once,
+    /// whether the copies meet in one commit group, in two, or after a restart.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_edge_detection_sent_twice_is_stored_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = |s: &str| BatchId::parse(s).unwrap();
+        {
+            let (store, db) = open(dir.path());
+            let (indexer, join) =
+                Indexer::spawn(store.clone(), db, Arc::default(), &StorageConfig::default())
+                    .unwrap();
+            // The fast copy, then the spooled batch carrying the same event among others.
+            let fast = indexer
+                .submit("agt_1".into(), id("f1/0"), vec![detection("e1", 1)])
+                .await
+                .unwrap();
+            assert_eq!(fast, IndexOutcome::Stored(1));
+            let spooled = indexer
+                .submit(
+                    "agt_1".into(),
+                    id("s1/1"),
+                    vec![event(2), detection("e1", 1), detection("e2", 3)],
+                )
+                .await
+                .unwrap();
+            assert_eq!(spooled, IndexOutcome::Stored(2));
+            assert_eq!(stored(&store), 3);
+            drop(indexer);
+            join.join().unwrap();
+        }
+        let (store, db) = open(dir.path());
+        let (indexer, join) =
+            Indexer::spawn(store.clone(), db, Arc::default(), &StorageConfig::default()).unwrap();
+        // After a restart: the spooled copy of e2 is known; another agent's e2 is not the
+        // same event; an event with an id but no detection is never deduplicated.
+        let later = indexer
+            .submit("agt_1".into(), id("s1/2"), vec![detection("e2", 3)])
+            .await
+            .unwrap();
+        assert_eq!(later, IndexOutcome::Stored(0));
+        let other = indexer
+            .submit("agt_2".into(), id("s9/1"), vec![detection("e2", 3)])
+            .await
+            .unwrap();
+        assert_eq!(other, IndexOutcome::Stored(1));
+        let mut plain = event(4);
+        plain.insert("event".into(), serde_json::json!({"id": "e1"}));
+        let plain = indexer
+            .submit("agt_1".into(), id("s1/3"), vec![plain])
+            .await
+            .unwrap();
+        assert_eq!(plain, IndexOutcome::Stored(1));
+        assert_eq!(stored(&store), 5);
         drop(indexer);
         join.join().unwrap();
     }

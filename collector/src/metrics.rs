@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct Metrics {
     pub batches_received: AtomicU64,
     pub batches_duplicate: AtomicU64,
+    /// Edge detections received a second time (fast lane, then spool) and not stored again.
+    pub edge_duplicates: AtomicU64,
     pub batches_rejected: AtomicU64,
     pub events_stored: AtomicU64,
     pub events_rejected: AtomicU64,
@@ -55,7 +57,12 @@ pub fn add(counter: &AtomicU64, n: u64) {
 impl Metrics {
     /// Renders every counter, plus the gauges given by the caller.
     pub fn render(&self, gauges: &[(&str, &str, f64)]) -> String {
-        let counters: [(&str, &str, &AtomicU64); 15] = [
+        let counters: [(&str, &str, &AtomicU64); 16] = [
+            (
+                "vigie_edge_detections_duplicate_total",
+                "Edge detections received again (fast lane, then spool) and not stored twice",
+                &self.edge_duplicates,
+            ),
             (
                 "vigie_batches_received_total",
                 "Agent batches received",

@@ -167,3 +167,104 @@ fn rules_tag_detections_drop_noise_and_reload_without_losing_lines() {
         .all(|e| e["vigie"]["rulepack"] != first_pack.as_str()));
     drop(agent);
 }
+
+/// A detection found while the collector was down reaches it ahead of the spool's backlog
+/// (a copy on the fast lane), and is stored once although it arrives twice.
+#[test]
+fn a_detection_overtakes_the_backlog_and_is_stored_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut collector = Collector::start(tmp.path()).unwrap();
+    let mut agent = Agent::enroll(tmp.path(), "bastion", &collector).unwrap();
+    let rules = tmp.path().join("rules");
+    write_rules(&rules);
+    let logs = tmp.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let auth = logs.join("auth.log");
+    let rest = format!(
+        "[detect]\nrules = [{:?}]\n\n\
+         [[sources]]\nname = \"auth\"\ntype = \"file\"\ninclude = [{:?}]\nformat = \"syslog\"\nread_from = \"beginning\"\n",
+        rules.to_string_lossy(),
+        auth.to_string_lossy()
+    );
+    agent
+        .configure_via(
+            &collector,
+            &collector.base_url(),
+            "",
+            "max_events = 1000\ntimeout_ms = 100",
+            &rest,
+        )
+        .unwrap();
+    let benign = |i: usize| {
+        format!("Nov 26 11:00:00 bastion sshd[{i}]: Connection closed by 198.51.100.7 port 40000 [preauth] n={i}")
+    };
+    append_lines(&auth, 0, 1_000, benign);
+    agent.start().unwrap();
+    assert_eq!(
+        collector
+            .wait_count("", 1_000, Duration::from_secs(60))
+            .unwrap(),
+        1_000
+    );
+    collector.proc.as_mut().unwrap().kill();
+
+    // A backlog while the collector is down, and a root shell at its very end.
+    let total = 61_001;
+    append_lines(&auth, 1_000, total - 1, benign);
+    append_lines(&auth, total - 1, total, |_| {
+        "Nov 26 11:05:00 bastion sudo[4242]:    mallory : TTY=pts/3 ; PWD=/tmp ; USER=root ; COMMAND=/bin/bash zebra42".to_owned()
+    });
+    // Wait until the agent has read it all (the spool stops growing).
+    let spool = |a: &Agent| -> u64 {
+        std::fs::read_dir(a.dir.join("spool"))
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0)
+    };
+    let start = Instant::now();
+    let (mut last, mut stable) = (0, 0);
+    while start.elapsed() < Duration::from_secs(120) && stable < 6 {
+        let now = spool(&agent);
+        stable = if now == last && now > 0 {
+            stable + 1
+        } else {
+            0
+        };
+        last = now;
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    collector.serve().unwrap();
+    let start = Instant::now();
+    let mut stored_before = None;
+    while start.elapsed() < Duration::from_secs(120) {
+        if collector.count("zebra42").unwrap() >= 1 {
+            stored_before = Some(collector.count("").unwrap());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stored_before = stored_before.expect("the detection never arrived");
+    assert!(
+        stored_before < 30_000,
+        "the detection arrived after {stored_before} of {total} events: it did not overtake the backlog"
+    );
+    assert_eq!(
+        collector
+            .wait_count("", total as u64, Duration::from_secs(300))
+            .unwrap(),
+        total as u64
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(collector.count("").unwrap(), total as u64);
+    let hits = collector.export_events("zebra42").unwrap();
+    assert_eq!(hits.len(), 1, "stored once: {hits:?}");
+    assert_eq!(detections_of(&hits[0]), [SUDO_SHELL]);
+    assert!(hits[0]["event"]["id"]
+        .as_str()
+        .is_some_and(|id| id.len() == 32));
+}

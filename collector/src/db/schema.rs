@@ -79,6 +79,18 @@ pub(super) const MIGRATIONS: &[&str] = &[
     "
     ALTER TABLE agents ADD COLUMN stats_at TEXT;
     ",
+    // 4: edge detections stored, by the agent's `event.id`. A tagged event reaches the
+    // collector twice (the agent's fast lane, then its spool, in two different batches): the
+    // second copy is recognised here and not stored again.
+    "
+    CREATE TABLE edge_events (
+        agent_id  TEXT NOT NULL,
+        event_id  TEXT NOT NULL,
+        stored_at TEXT NOT NULL,
+        PRIMARY KEY (agent_id, event_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX edge_events_stored_at ON edge_events (stored_at);
+    ",
 ];
 
 /// Applies the migrations the file has not seen yet, in one transaction.

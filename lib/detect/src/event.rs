@@ -47,9 +47,25 @@ impl<'a> SigmaView<'a> {
             return Some(EventValue::from(v));
         }
         let (root, rest) = path.split_once('.')?;
-        let first = self.map.get(root)?;
+        let mut value = self.map.get(root)?;
+        let mut rest = rest;
+        // The common case, nested objects only, without allocating.
+        loop {
+            match value {
+                Value::Object(map) => {
+                    if let Some(v) = map.get(rest) {
+                        return Some(EventValue::from(v));
+                    }
+                    let (head, tail) = rest.split_once('.')?;
+                    value = map.get(head)?;
+                    rest = tail;
+                }
+                Value::Array(_) => break,
+                _ => return None,
+            }
+        }
         let mut found = Vec::new();
-        collect(first, rest, &mut found);
+        collect(value, rest, &mut found);
         match found.len() {
             0 => None,
             1 => found.pop(),

@@ -41,8 +41,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rsigma_eval::{apply_pipelines, Engine, Pipeline};
-use rsigma_parser::{parse_sigma_yaml, CorrelationRule, FilterRule, LogSource, SigmaRule};
+use rsigma_eval::{apply_pipelines, Pipeline};
+use rsigma_parser::{parse_sigma_yaml, CorrelationRule, FilterRule, SigmaRule};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use vigie_event::Event;
@@ -51,6 +51,7 @@ mod event;
 mod load;
 mod mapping;
 mod rewrite;
+mod route;
 
 pub use event::SigmaView;
 pub use load::{rule_files, LoadReport, Rejection, MAX_RULE_FILE_BYTES};
@@ -128,7 +129,7 @@ pub struct Rule {
 
 /// A loaded, ready-to-evaluate rule pack.
 pub struct RuleSet {
-    engine: Engine,
+    router: route::Router,
     fallbacks: HashMap<String, Vec<String>>,
     rules: HashMap<String, Arc<Rule>>,
     correlations: Vec<CorrelationRule>,
@@ -139,6 +140,7 @@ impl std::fmt::Debug for RuleSet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RuleSet")
             .field("rules", &self.rules.len())
+            .field("logsource_groups", &self.router.groups())
             .field("correlations", &self.correlations.len())
             .field("version", &self.version)
             .finish()
@@ -156,10 +158,6 @@ impl RuleSet {
         let mut pipelines = opts.mappings.clone();
         pipelines.push(mapping::placeholder_pipeline(&opts.placeholders));
         pipelines.sort_by_key(|p| p.priority);
-        let mut engine = Engine::new();
-        for pipeline in &pipelines {
-            engine.add_pipeline(pipeline.clone());
-        }
         let mut rewritten = parsed.collection.rules.clone();
         rewritten.iter_mut().for_each(rewrite::rewrite);
         let filtered = &rewritten;
@@ -200,14 +198,15 @@ impl RuleSet {
             keep.push((rule, file));
         }
 
-        let errors = engine.add_rules(keep.iter().map(|(r, _)| *r));
+        let compiled: Vec<&SigmaRule> = keep.iter().map(|(r, _)| *r).collect();
+        let (mut router, errors) = route::Router::build(&pipelines, &compiled);
         let mut failed = vec![false; keep.len()];
         for (idx, err) in errors {
             if let Some((rule, file)) = keep.get(idx) {
                 failed[idx] = true;
                 report
                     .rejected
-                    .push(load::reject(file, rule.id.clone(), err.to_string()));
+                    .push(load::reject(file, rule.id.clone(), err));
             }
         }
         let mut rules = HashMap::new();
@@ -226,9 +225,7 @@ impl RuleSet {
         }
         // Filters apply across files, after the mappings (their fields are mapped the same way).
         for (filter, file) in parsed.collection.filters.iter().zip(&parsed.filter_files) {
-            match map_filter(filter, &pipelines)
-                .and_then(|f| engine.apply_filter(&f).map_err(|e| e.to_string()))
-            {
+            match map_filter(filter, &pipelines).and_then(|f| router.apply_filter(&f)) {
                 Ok(()) => report.filters += 1,
                 Err(reason) => report
                     .rejected
@@ -243,7 +240,7 @@ impl RuleSet {
         let version = pack_version(&parsed.sources, opts);
         Ok((
             RuleSet {
-                engine,
+                router,
                 fallbacks: mapping::fallbacks(&opts.mappings),
                 rules,
                 correlations,
@@ -256,10 +253,7 @@ impl RuleSet {
     /// The detection rules that match `event`, routed by its logsource tags.
     pub fn evaluate(&self, event: &Event) -> Vec<Arc<Rule>> {
         let view = SigmaView::new(event).with_fallbacks(&self.fallbacks);
-        let results = match logsource_of(event) {
-            Some(ls) => self.engine.evaluate_with_logsource(&view, &ls),
-            None => self.engine.evaluate(&view),
-        };
+        let results = self.router.evaluate(&view, &tags_of(event));
         results
             .iter()
             .filter_map(|r| {
@@ -342,22 +336,22 @@ fn action_of(rule: &SigmaRule, drop_rules: &BTreeSet<String>) -> Action {
     }
 }
 
-/// The event's `vigie.logsource` tags, or `None` when it has none.
-fn logsource_of(event: &Event) -> Option<LogSource> {
-    let tags = event.get("vigie.logsource")?.as_object()?;
+/// The event's `vigie.logsource` tags, lowercased.
+fn tags_of(event: &Event) -> route::Tags {
+    let Some(tags) = event.get("vigie.logsource").and_then(|v| v.as_object()) else {
+        return route::Tags::default();
+    };
     let get = |k: &str| {
         tags.get(k)
             .and_then(|v| v.as_str())
+            .map(|s| s.trim().to_ascii_lowercase())
             .filter(|s| !s.is_empty())
-            .map(str::to_owned)
     };
-    let ls = LogSource {
+    route::Tags {
         product: get("product"),
         category: get("category"),
         service: get("service"),
-        ..LogSource::default()
-    };
-    (ls.product.is_some() || ls.category.is_some() || ls.service.is_some()).then_some(ls)
+    }
 }
 
 /// Keeps the correlations whose referenced rules exist in the pack; rejects the others.

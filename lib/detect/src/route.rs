@@ -1,0 +1,126 @@
+//! Logsource routing: the rules are grouped by their logsource (product, category, service),
+//! one rsigma engine per group, and an event is handed only to the groups its
+//! `vigie.logsource` tags satisfy. A group's constraint is satisfied when every dimension it
+//! sets equals the event's tag for that dimension (case-insensitive); the group of rules that
+//! set none is always evaluated; an event without tags goes to every group.
+//!
+//! Choosing groups up front, instead of asking one engine to check each candidate rule's
+//! logsource, keeps an event from ever touching the candidate indexes of other sources.
+
+use rsigma_eval::{Engine, EvaluationResult, Pipeline};
+use rsigma_parser::{FilterRule, LogSource, SigmaRule};
+
+use crate::event::SigmaView;
+
+/// One logsource's rules.
+struct Group {
+    product: Option<String>,
+    category: Option<String>,
+    service: Option<String>,
+    engine: Engine,
+}
+
+/// An event's tags, lowercased.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Tags {
+    pub product: Option<String>,
+    pub category: Option<String>,
+    pub service: Option<String>,
+}
+
+impl Tags {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.product.is_none() && self.category.is_none() && self.service.is_none()
+    }
+}
+
+/// The rules, grouped by logsource.
+pub(crate) struct Router {
+    groups: Vec<Group>,
+}
+
+fn lower(v: &Option<String>) -> Option<String> {
+    v.as_ref()
+        .map(|s| s.trim().to_ascii_lowercase())
+        .filter(|s| !s.is_empty())
+}
+
+fn key(ls: &LogSource) -> (Option<String>, Option<String>, Option<String>) {
+    (lower(&ls.product), lower(&ls.category), lower(&ls.service))
+}
+
+impl Router {
+    /// Compiles `rules` (with `pipelines` applied); returns the router and, for each rule that
+    /// did not compile, its index in `rules` and the reason.
+    pub(crate) fn build(
+        pipelines: &[Pipeline],
+        rules: &[&SigmaRule],
+    ) -> (Self, Vec<(usize, String)>) {
+        let mut groups: Vec<Group> = Vec::new();
+        let mut members: Vec<Vec<usize>> = Vec::new();
+        for (i, rule) in rules.iter().enumerate() {
+            let (product, category, service) = key(&rule.logsource);
+            let at = groups.iter().position(|g| {
+                g.product == product && g.category == category && g.service == service
+            });
+            let at = at.unwrap_or_else(|| {
+                let mut engine = Engine::new();
+                for p in pipelines {
+                    engine.add_pipeline(p.clone());
+                }
+                groups.push(Group {
+                    product,
+                    category,
+                    service,
+                    engine,
+                });
+                members.push(Vec::new());
+                groups.len() - 1
+            });
+            members[at].push(i);
+        }
+        let mut errors = Vec::new();
+        for (group, idx) in groups.iter_mut().zip(&members) {
+            for (j, err) in group.engine.add_rules(idx.iter().map(|&i| rules[i])) {
+                errors.push((idx[j], err.to_string()));
+            }
+        }
+        (Router { groups }, errors)
+    }
+
+    /// Applies a filter to the rules it names, in every group.
+    pub(crate) fn apply_filter(&mut self, filter: &FilterRule) -> Result<(), String> {
+        for g in &mut self.groups {
+            g.engine.apply_filter(filter).map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// The detections of every group `tags` satisfies.
+    pub(crate) fn evaluate(&self, view: &SigmaView<'_>, tags: &Tags) -> Vec<EvaluationResult> {
+        let mut out = Vec::new();
+        for g in &self.groups {
+            if tags.is_empty() || g.accepts(tags) {
+                out.extend(g.engine.evaluate(view));
+            }
+        }
+        out
+    }
+
+    /// Number of logsource groups.
+    pub(crate) fn groups(&self) -> usize {
+        self.groups.len()
+    }
+}
+
+impl Group {
+    fn accepts(&self, tags: &Tags) -> bool {
+        let ok = |want: &Option<String>, have: &Option<String>| match want {
+            None => true,
+            Some(w) => have.as_deref() == Some(w.as_str()),
+        };
+        ok(&self.product, &tags.product)
+            && ok(&self.category, &tags.category)
+            && ok(&self.service, &tags.service)
+    }
+}
