@@ -79,12 +79,38 @@ impl Router {
             });
             members[at].push(i);
         }
-        let mut errors = Vec::new();
-        for (group, idx) in groups.iter_mut().zip(&members) {
-            for (j, err) in group.engine.add_rules(idx.iter().map(|&i| rules[i])) {
-                errors.push((idx[j], err.to_string()));
+        // Compiling (regexes, the candidate indexes' automata) is most of a pack's load time;
+        // groups are independent, so they compile on every core.
+        let mut work: Vec<(&mut Group, &Vec<usize>)> = groups.iter_mut().zip(&members).collect();
+        // Largest groups first (popped from the end), each thread taking the next one.
+        work.sort_by_key(|(_, idx)| idx.len());
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, 8);
+        let queue = std::sync::Mutex::new(work);
+        let compile = || {
+            let mut errors = Vec::new();
+            loop {
+                let next = queue.lock().unwrap_or_else(|e| e.into_inner()).pop();
+                let Some((group, idx)) = next else { break };
+                for (j, err) in group.engine.add_rules(idx.iter().map(|&i| rules[i])) {
+                    errors.push((idx[j], err.to_string()));
+                }
             }
-        }
+            errors
+        };
+        let mut errors: Vec<(usize, String)> = if threads == 1 || rules.len() < 64 {
+            compile()
+        } else {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..threads).map(|_| scope.spawn(compile)).collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                    .collect()
+            })
+        };
+        errors.sort_by_key(|e| e.0);
         (Router { groups }, errors)
     }
 
