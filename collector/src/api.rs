@@ -33,6 +33,7 @@ use crate::quota::Quotas;
 use crate::store::{parse_query, Store};
 
 pub mod agent;
+pub mod alerts;
 
 pub use agent::{authenticate_agent, AgentRefusal, STATS_MAX_BODY_BYTES};
 use agent::{enroll, post_batch, post_stats};
@@ -64,6 +65,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/agents", get(list_agents))
         .route("/agents/{id}", get(get_agent))
         .route("/dead-letters", get(dead_letters))
+        .route("/alerts", get(alerts::list_alerts))
+        .route(
+            "/alerts/{id}",
+            get(alerts::get_alert).patch(alerts::patch_alert),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .route("/health", get(health));
     Router::new()
@@ -86,7 +92,7 @@ pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Resp
     (status, Json(body)).into_response()
 }
 
-async fn require_token(State(st): Shared, req: Request, next: Next) -> Response {
+async fn require_token(State(st): Shared, mut req: Request, next: Next) -> Response {
     add(&st.metrics.api_requests, 1);
     let token = req
         .headers()
@@ -103,7 +109,10 @@ async fn require_token(State(st): Shared, req: Request, next: Next) -> Response 
         );
     };
     match st.db.check_api_token(token) {
-        Ok(Some(_)) => next.run(req).await,
+        Ok(Some(name)) => {
+            req.extensions_mut().insert(alerts::Actor(name));
+            next.run(req).await
+        }
         Ok(None) => {
             add(&st.metrics.api_unauthorized, 1);
             error(

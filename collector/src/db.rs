@@ -741,6 +741,9 @@ fn truncate_at_char(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+mod alerts;
 mod schema;
+
+pub use alerts::{AlertFilter, AlertRow, AlertSort, HistoryRow, NewDetection, Raised};
 #[cfg(test)]
 mod tests;

@@ -10,6 +10,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct Metrics {
     pub batches_received: AtomicU64,
     pub batches_duplicate: AtomicU64,
+    /// Alerts raised, and detections grouped into an existing alert.
+    pub alerts_created: AtomicU64,
+    pub alerts_grouped: AtomicU64,
     /// Edge detections received a second time (fast lane, then spool) and not stored again.
     pub edge_duplicates: AtomicU64,
     pub batches_rejected: AtomicU64,
@@ -57,7 +60,17 @@ pub fn add(counter: &AtomicU64, n: u64) {
 impl Metrics {
     /// Renders every counter, plus the gauges given by the caller.
     pub fn render(&self, gauges: &[(&str, &str, f64)]) -> String {
-        let counters: [(&str, &str, &AtomicU64); 16] = [
+        let counters: [(&str, &str, &AtomicU64); 18] = [
+            (
+                "vigie_alerts_created_total",
+                "Alerts raised",
+                &self.alerts_created,
+            ),
+            (
+                "vigie_alerts_grouped_total",
+                "Detections grouped into an open alert (its occurrences)",
+                &self.alerts_grouped,
+            ),
             (
                 "vigie_edge_detections_duplicate_total",
                 "Edge detections received again (fast lane, then spool) and not stored twice",

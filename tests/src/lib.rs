@@ -277,6 +277,18 @@ impl Collector {
         Ok((status, r.json().unwrap_or(Value::Null)))
     }
 
+    /// `PATCH` with a JSON body and the admin token.
+    pub fn patch(&self, path: &str, body: &Value) -> Result<(u16, Value)> {
+        let r = self
+            .http
+            .patch(self.url(path))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()?;
+        let status = r.status().as_u16();
+        Ok((status, r.json().unwrap_or(Value::Null)))
+    }
+
     /// The raw client (no token), for tests of refusals.
     pub fn http(&self) -> &reqwest::blocking::Client {
         &self.http

@@ -135,6 +135,48 @@ fn rules_tag_detections_drop_noise_and_reload_without_losing_lines() {
     assert_eq!(stats["dropped"]["rate_limit"], 0, "{stats}");
     let first_pack = stats["detect"]["rulepack"].as_str().unwrap().to_owned();
 
+    // The 100 root shells are one alert (same rule, same host), with its entities.
+    let (status, alerts) = collector.get("/api/v1/alerts").unwrap();
+    assert_eq!(status, 200, "{alerts}");
+    assert_eq!(alerts["total"], 1, "{alerts}");
+    let alert = &alerts["items"][0];
+    assert_eq!(alert["rule"]["id"], SUDO_SHELL);
+    assert_eq!(alert["rule"]["level"], "high");
+    assert_eq!(alert["occurrences"], 100);
+    assert_eq!(alert["urgency"], 75);
+    assert_eq!(alert["origin"], "edge");
+    assert_eq!(alert["status"], "open");
+    assert_eq!(alert["entities"]["host.name"], "bastion");
+    let first_alert = alert["id"].as_i64().unwrap();
+    let (status, one) = collector
+        .get(&format!("/api/v1/alerts/{first_alert}"))
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(one["events"].as_array().unwrap().len(), 100);
+    assert!(one["events"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("COMMAND=/bin/bash"));
+    // The analyst closes it as a true positive.
+    let (status, closed) = collector
+        .patch(
+            &format!("/api/v1/alerts/{first_alert}"),
+            &serde_json::json!({"status": "closed", "verdict": "true_positive", "comment": "admin shell, ticket 42"}),
+        )
+        .unwrap();
+    assert_eq!(status, 200, "{closed}");
+    assert_eq!(closed["status"], "closed");
+    let (status, refused) = collector
+        .patch(
+            &format!("/api/v1/alerts/{first_alert}"),
+            &serde_json::json!({"status": "done"}),
+        )
+        .unwrap();
+    assert_eq!(
+        (status, refused["error"]["code"].as_str()),
+        (400, Some("bad_status"))
+    );
+
     // A rule added while the agent runs applies to the lines after it, and no line is lost.
     std::fs::write(
         rules.join("root_key_login.yml"),
@@ -165,6 +207,33 @@ fn rules_tag_detections_drop_noise_and_reload_without_losing_lines() {
     assert!(root_logins
         .iter()
         .all(|e| e["vigie"]["rulepack"] != first_pack.as_str()));
+
+    // After the close, the next root shells are a new alert, linked to the closed one; the
+    // root key logins are an alert of their own.
+    let (_, open) = collector
+        .get("/api/v1/alerts?status=open&sort=occurrences")
+        .unwrap();
+    assert_eq!(open["total"], 2, "{open}");
+    let shells = open["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["rule"]["id"] == SUDO_SHELL)
+        .unwrap();
+    assert_eq!(shells["occurrences"], 100);
+    assert_eq!(shells["similar_to"], first_alert);
+    let logins = open["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["rule"]["id"] == ROOT_KEY_LOGIN)
+        .unwrap();
+    assert_eq!(logins["occurrences"], 100);
+    let (_, history) = collector
+        .get(&format!("/api/v1/alerts/{first_alert}"))
+        .unwrap();
+    assert_eq!(history["history"].as_array().unwrap().len(), 3, "{history}");
+    assert_eq!(history["verdict"], "true_positive");
     drop(agent);
 }
 
@@ -264,6 +333,10 @@ fn a_detection_overtakes_the_backlog_and_is_stored_once() {
     let hits = collector.export_events("zebra42").unwrap();
     assert_eq!(hits.len(), 1, "stored once: {hits:?}");
     assert_eq!(detections_of(&hits[0]), [SUDO_SHELL]);
+    // One alert, one occurrence: the fast copy and the spooled original are one detection.
+    let (_, alerts) = collector.get("/api/v1/alerts").unwrap();
+    assert_eq!(alerts["total"], 1, "{alerts}");
+    assert_eq!(alerts["items"][0]["occurrences"], 1, "{alerts}");
     assert!(hits[0]["event"]["id"]
         .as_str()
         .is_some_and(|id| id.len() == 32));

@@ -261,10 +261,14 @@ pub(super) async fn post_batch(
         return resp;
     }
     let rejected = decoded.rejected;
+    let detections = crate::alerts::detections(&agent_id, &decoded.events);
     let outcome = st
         .indexer
         .submit(agent_id.clone(), batch.clone(), decoded.events)
         .await;
+    if matches!(outcome, Ok(IndexOutcome::Stored(_))) && !detections.is_empty() {
+        raise_alerts(&st, detections).await;
+    }
     match outcome {
         Ok(IndexOutcome::Duplicate) => Json(Ack {
             accepted: None,
@@ -302,6 +306,27 @@ pub(super) async fn post_batch(
             "unavailable",
             e.to_string(),
         ),
+    }
+}
+
+/// Raises (or groups) the alerts of a stored batch's detections.
+async fn raise_alerts(st: &AppState, detections: Vec<crate::db::NewDetection>) {
+    let db = st.db.clone();
+    let n = detections.len();
+    match tokio::task::spawn_blocking(move || db.raise_alerts(&detections, Utc::now())).await {
+        Ok(Ok(r)) => {
+            add(&st.metrics.alerts_created, r.created);
+            add(&st.metrics.alerts_grouped, r.grouped);
+            if r.created > 0 {
+                tracing::info!(created = r.created, grouped = r.grouped, "alerts raised");
+            }
+        }
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, detections = n, "alerts could not be raised; the events are stored")
+        }
+        Err(e) => {
+            tracing::error!(error = %e, detections = n, "alerts could not be raised; the events are stored")
+        }
     }
 }
 

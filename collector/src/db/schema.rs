@@ -91,6 +91,49 @@ pub(super) const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;
     CREATE INDEX edge_events_stored_at ON edge_events (stored_at);
     ",
+    // 5: alerts. One row per alert; `alert_events` links each detection (agent, event,
+    // rule) to its alert once, so a detection received twice is counted once;
+    // `alert_history` records who changed what.
+    "
+    CREATE TABLE alerts (
+        id          INTEGER PRIMARY KEY,
+        rule_id     TEXT NOT NULL,
+        rule_title  TEXT NOT NULL,
+        rule_level  TEXT NOT NULL,
+        group_key   TEXT NOT NULL,
+        entities    TEXT NOT NULL,
+        origin      TEXT NOT NULL,
+        status      TEXT NOT NULL DEFAULT 'open',
+        verdict     TEXT,
+        urgency     INTEGER NOT NULL,
+        first_seen  TEXT NOT NULL,
+        last_seen   TEXT NOT NULL,
+        occurrences INTEGER NOT NULL,
+        similar_to  INTEGER REFERENCES alerts (id),
+        created_at  TEXT NOT NULL,
+        updated_at  TEXT NOT NULL
+    );
+    CREATE INDEX alerts_grouping ON alerts (rule_id, group_key, status);
+    CREATE INDEX alerts_last_seen ON alerts (last_seen);
+    CREATE TABLE alert_events (
+        agent_id TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        rule_id  TEXT NOT NULL,
+        alert_id INTEGER NOT NULL REFERENCES alerts (id),
+        seen_at  TEXT NOT NULL,
+        PRIMARY KEY (agent_id, event_id, rule_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX alert_events_alert ON alert_events (alert_id);
+    CREATE TABLE alert_history (
+        alert_id INTEGER NOT NULL REFERENCES alerts (id),
+        at       TEXT NOT NULL,
+        actor    TEXT NOT NULL,
+        field    TEXT NOT NULL,
+        old      TEXT,
+        new      TEXT
+    );
+    CREATE INDEX alert_history_alert ON alert_history (alert_id);
+    ",
 ];
 
 /// Applies the migrations the file has not seen yet, in one transaction.
