@@ -4,8 +4,9 @@
 //! agent (the vigie-agent library) enrolled with a one-time token over the
 //! real enrollment endpoint, shipping over mTLS the sample logs bundled in
 //! this binary (an auth.log with an SSH brute force, a Teleport audit log, an
-//! nginx access log). It prints how many events arrived per source and the
-//! curl commands to query them, then runs until Ctrl-C.
+//! nginx access log). The agent runs Vigie's own Sigma rules (`rules/sigma`, when run from a
+//! source checkout) at the edge. It prints how many events arrived per source, the alerts
+//! raised, and the curl commands to query them, then runs until Ctrl-C.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -129,11 +130,17 @@ pub async fn run(dir: Option<PathBuf>, exit_after_replay: bool) -> Result<()> {
     }
     let brute = count(&running, "vigie.source:auth AND \"Failed password\"").await?;
     println!("  SSH failed passwords in auth.log: {brute}");
+    print_alerts(&running).await;
     let token_path = collector_dir.join("admin.token");
     println!();
     println!("Query them (the API token is in {}):", token_path.display());
     println!(
         "  curl -s --cacert {ca} -H \"Authorization: Bearer $(cat {tok})\" '{url}/api/v1/events?q=%22Failed%20password%22&limit=5'",
+        ca = ca_path.display(),
+        tok = token_path.display()
+    );
+    println!(
+        "  curl -s --cacert {ca} -H \"Authorization: Bearer $(cat {tok})\" '{url}/api/v1/alerts?sort=urgency'",
         ca = ca_path.display(),
         tok = token_path.display()
     );
@@ -164,11 +171,47 @@ pub async fn run(dir: Option<PathBuf>, exit_after_replay: bool) -> Result<()> {
     Ok(())
 }
 
+/// Prints the alerts the agent's edge rules raised.
+async fn print_alerts(running: &server::Running) {
+    if shipped_rules().is_none() {
+        println!(
+            "(no rules/ folder next to this binary's sources: edge detection is off in this demo)"
+        );
+        return;
+    }
+    let db = running.state.db.clone();
+    let filter = crate::db::AlertFilter {
+        sort: crate::db::AlertSort::Urgency,
+        limit: 20,
+        ..crate::db::AlertFilter::default()
+    };
+    match tokio::task::spawn_blocking(move || db.list_alerts(&filter)).await {
+        Ok(Ok((total, alerts))) => {
+            println!("{total} alert(s) raised by the agent's Sigma rules (rules/sigma):");
+            for a in alerts {
+                println!(
+                    "  urgency {:>3}  {:<52} x{:<3} {}",
+                    a.urgency, a.rule_title, a.occurrences, a.entities
+                );
+            }
+        }
+        Ok(Err(e)) => println!("alerts cannot be read: {e}"),
+        Err(e) => println!("alerts cannot be read: {e}"),
+    }
+}
+
 async fn count(running: &server::Running, q: &str) -> Result<u64> {
     let store = running.state.store.clone();
     let query = parse_query(q)?;
     let n = tokio::task::spawn_blocking(move || store.count(&query, None, None)).await??;
     Ok(n)
+}
+
+/// Vigie's own rules and mappings, when the quickstart runs from a source checkout.
+fn shipped_rules() -> Option<(PathBuf, PathBuf)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rules");
+    let (rules, mappings) = (root.join("sigma"), root.join("mappings"));
+    (rules.is_dir() && mappings.is_dir()).then_some((rules, mappings))
 }
 
 fn agent_config(agent_dir: &Path, url: &str, ca: &Path, logs: &Path) -> String {
@@ -177,6 +220,13 @@ fn agent_config(agent_dir: &Path, url: &str, ca: &Path, logs: &Path) -> String {
         agent_dir.display().to_string(),
         ca.display().to_string()
     );
+    if let Some((rules, mappings)) = shipped_rules() {
+        s.push_str(&format!(
+            "\n[detect]\nrules = [{:?}]\nmappings = [{:?}]\n",
+            rules.display().to_string(),
+            mappings.display().to_string()
+        ));
+    }
     for (file, source, format, _) in SAMPLES {
         s.push_str(&format!(
             "\n[[sources]]\nname = {source:?}\ntype = \"file\"\ninclude = [{:?}]\nformat = {format:?}\nread_from = \"beginning\"\n",

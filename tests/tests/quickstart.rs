@@ -1,5 +1,6 @@
 //! The README's first command: the quickstart replays the bundled samples
-//! through a real agent and collector and says how many arrived.
+//! through a real agent and collector, says how many arrived and which alerts the agent's
+//! edge rules raised.
 
 #![allow(clippy::unwrap_used)]
 
@@ -27,6 +28,19 @@ fn quickstart_replays_every_sample_and_can_run_again() {
         "{stdout}"
     );
     assert!(stdout.contains("curl -s --cacert"), "{stdout}");
+    // The agent runs Vigie's rules at the edge: the sample's root shell and Teleport denials
+    // are alerts, the 11 denials grouped into one.
+    assert!(stdout.contains("3 alert(s) raised"), "{stdout}");
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains("Teleport Access Denied") && l.contains("x11")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Sudo Used to Open a Root Shell"),
+        "{stdout}"
+    );
 
     // Same directory again: nothing is shipped twice.
     let out = run(
@@ -40,4 +54,8 @@ fn quickstart_replays_every_sample_and_can_run_again() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("stored in total: 412"), "{stdout}");
+    assert!(
+        stdout.contains("3 alert(s) raised"),
+        "no alert twice: {stdout}"
+    );
 }
