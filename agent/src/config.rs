@@ -123,6 +123,49 @@ fn default_max_in_flight() -> usize {
     8
 }
 
+/// How a source's lines become events (`format = "…"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Format {
+    /// `json`, `syslog` or `plain`.
+    Codec(Codec),
+    /// A declarative parser by name (`linux_auth`, ... from `rules/parsers/`).
+    Parser(String),
+    /// `auditd`: audit.log records assembled into one event per audit serial.
+    Auditd,
+}
+
+impl Format {
+    /// The name used in configurations.
+    pub fn name(&self) -> &str {
+        match self {
+            Format::Codec(c) => c.name(),
+            Format::Parser(p) => p,
+            Format::Auditd => "auditd",
+        }
+    }
+
+    /// Reads a format name.
+    pub fn parse(name: &str) -> Result<Format, String> {
+        if let Ok(c) = Codec::from_str(name) {
+            return Ok(Format::Codec(c));
+        }
+        if name == "auditd" {
+            return Ok(Format::Auditd);
+        }
+        let registry = vigie_parse::Registry::builtin();
+        if registry.get(name).is_some() {
+            return Ok(Format::Parser(name.to_owned()));
+        }
+        let mut names: Vec<String> = Codec::ALL.iter().map(|c| c.name().to_owned()).collect();
+        names.push("auditd".into());
+        names.extend(registry.names().into_iter().map(str::to_owned));
+        Err(format!(
+            "unknown format {name:?} (known: {})",
+            names.join(", ")
+        ))
+    }
+}
+
 /// One `[[sources]]` entry, validated.
 #[derive(Debug, Clone)]
 pub struct SourceConfig {
@@ -130,8 +173,8 @@ pub struct SourceConfig {
     pub name: String,
     /// `event.dataset` given to events that the codec did not classify (default: the name).
     pub dataset: String,
-    /// How lines are decoded.
-    pub codec: Codec,
+    /// How lines are read: a codec, a parser, or the auditd assembler.
+    pub format: Format,
     /// `max_events_per_second`, `burst_events`, `when_limited`.
     pub rate: Option<RateLimit>,
     pub kind: SourceKind,
@@ -316,11 +359,22 @@ fn parse_source(i: usize, mut table: toml::Table) -> Result<SourceConfig, String
     let format = take_str(&mut table, "format")?;
     let dataset = take_str(&mut table, "dataset")?.unwrap_or_else(|| name.clone());
     let rate = take_rate(&mut table, &at)?;
-    let codec = match &format {
-        Some(f) => Codec::from_str(f).map_err(|e| format!("{}: {e}", at("format")))?,
-        None if kind == "journald" => Codec::Plain,
-        None => return Err(format!("{}: missing (json, syslog or plain)", at("format"))),
+    let format = match &format {
+        Some(f) => Format::parse(f).map_err(|e| format!("{}: {e}", at("format")))?,
+        None if kind == "journald" => Format::Codec(Codec::Plain),
+        None => {
+            return Err(format!(
+                "{}: missing (json, syslog, plain, auditd or a parser such as linux_auth)",
+                at("format")
+            ))
+        }
     };
+    if kind != "file" && format == Format::Auditd {
+        return Err(format!(
+            "{}: \"auditd\" reads /var/log/audit/audit.log: use it with type = \"file\"",
+            at("format")
+        ));
+    }
     let kind = match kind.as_str() {
         "file" => {
             let opts: FileSourceOptions = toml::Value::Table(table)
@@ -346,7 +400,7 @@ fn parse_source(i: usize, mut table: toml::Table) -> Result<SourceConfig, String
     Ok(SourceConfig {
         name,
         dataset,
-        codec,
+        format,
         rate,
         kind,
     })
@@ -505,7 +559,7 @@ type = "journald"
     fn the_documented_shape_loads() {
         let cfg = parse(GOOD).unwrap();
         assert_eq!(cfg.sources.len(), 2);
-        assert_eq!(cfg.sources[0].codec, Codec::Syslog);
+        assert_eq!(cfg.sources[0].format, Format::Codec(Codec::Syslog));
         assert_eq!(cfg.sources[0].dataset, "auth");
         assert!(matches!(cfg.sources[1].kind, SourceKind::Journald(_)));
         assert_eq!(cfg.batch.max_events, 5000);
@@ -568,6 +622,21 @@ type = "journald"
         let err = parse(&text).unwrap_err().to_string();
         assert!(err.contains("read_fom"), "{err}");
         assert!(err.contains("agent.toml:14:"), "{err}");
+    }
+
+    #[test]
+    fn parsers_and_auditd_are_formats() {
+        let auth = parse(&GOOD.replace("format = \"syslog\"", "format = \"linux_auth\"")).unwrap();
+        assert_eq!(auth.sources[0].format, Format::Parser("linux_auth".into()));
+        let audit = parse(&GOOD.replace("format = \"syslog\"", "format = \"auditd\"")).unwrap();
+        assert_eq!(audit.sources[0].format, Format::Auditd);
+        let err = parse(&GOOD.replace("format = \"syslog\"", "format = \"sislog\""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("linux_auth") && err.contains("auditd"),
+            "{err}"
+        );
     }
 
     #[test]

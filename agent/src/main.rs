@@ -199,7 +199,7 @@ fn run(command: Command) -> Result<(), (u8, anyhow::Error)> {
                     SourceKind::File(o) => println!(
                         "  source {:?}: file, format {}, include {:?}",
                         s.name,
-                        s.codec.name(),
+                        s.format.name(),
                         o.include
                     ),
                     SourceKind::Journald(o) => {

@@ -42,10 +42,54 @@ pub enum Position {
 }
 
 /// How a source's lines become events.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct SourceInfo {
-    pub codec: Codec,
+    pub decoder: Decoder,
     pub dataset: String,
+}
+
+/// A source's decoder, built from its [`crate::config::Format`].
+#[derive(Debug)]
+pub enum Decoder {
+    Codec(Codec),
+    Parser(Box<vigie_parse::Parser>),
+    /// Stateful: records wait for the rest of their audit serial.
+    Auditd(std::sync::Mutex<Assembly>),
+}
+
+/// An auditd source's assembler and the position of its last line.
+#[derive(Debug)]
+pub struct Assembly {
+    asm: vigie_parse::AuditAssembler,
+    last: Option<Position>,
+}
+
+impl Decoder {
+    /// The decoder of a configured format.
+    pub fn new(format: &crate::config::Format) -> Self {
+        use crate::config::Format;
+        match format {
+            Format::Codec(c) => Decoder::Codec(*c),
+            Format::Parser(name) => match vigie_parse::Registry::builtin().get(name) {
+                Some(p) => Decoder::Parser(Box::new(p.clone())),
+                // Checked when the configuration was read.
+                None => Decoder::Codec(Codec::Plain),
+            },
+            Format::Auditd => Decoder::Auditd(std::sync::Mutex::new(Assembly {
+                asm: vigie_parse::AuditAssembler::new(vigie_parse::AuditOptions::default()),
+                last: None,
+            })),
+        }
+    }
+}
+
+/// Events an assembling source completed, and the position that may be checkpointed after
+/// them: only when nothing is left pending, so that a restart neither loses nor repeats a
+/// record.
+pub struct Assembled {
+    pub source: Arc<str>,
+    pub events: Vec<Event>,
+    pub position: Option<Position>,
 }
 
 /// Turns raw records into ECS events.
@@ -72,11 +116,84 @@ impl Normalizer {
         ctx
     }
 
+    /// Whether `source` assembles several lines into one event (auditd).
+    pub fn is_assembled(&self, source: &str) -> bool {
+        matches!(
+            self.sources.get(source).map(|i| &i.decoder),
+            Some(Decoder::Auditd(_))
+        )
+    }
+
+    /// Feeds one line to an assembling source.
+    pub fn assemble(&self, line: &RawLine, ctx: &Context, pos: Position) -> Assembled {
+        let info = self.sources.get(&line.source);
+        let mut out = Assembled {
+            source: line.source.clone(),
+            events: Vec::new(),
+            position: None,
+        };
+        if let Some(Decoder::Auditd(m)) = info.map(|i| &i.decoder) {
+            let mut a = m.lock().unwrap_or_else(|e| e.into_inner());
+            out.events = a.asm.push(&line.bytes, ctx);
+            a.last = Some(pos.clone());
+            if a.asm.pending() == 0 {
+                out.position = Some(pos);
+            }
+        }
+        for ev in &mut out.events {
+            ev.set(fields::LOG_FILE_PATH, line.path.to_string_lossy().as_ref());
+            self.finish(ev, &line.source, info);
+        }
+        out
+    }
+
+    /// Events of assembling sources left waiting longer than their flush delay.
+    pub fn flush_assembled(&self, ctx: &Context) -> Vec<Assembled> {
+        let mut out = Vec::new();
+        for (source, info) in &self.sources {
+            let Decoder::Auditd(m) = &info.decoder else {
+                continue;
+            };
+            let mut a = m.lock().unwrap_or_else(|e| e.into_inner());
+            let mut events = a.asm.flush(ctx, false);
+            if events.is_empty() {
+                continue;
+            }
+            let position = (a.asm.pending() == 0).then(|| a.last.clone()).flatten();
+            drop(a);
+            for ev in &mut events {
+                self.finish(ev, source, Some(info));
+            }
+            out.push(Assembled {
+                source: source.clone(),
+                events,
+                position,
+            });
+        }
+        out
+    }
+
+    /// Whether any source assembles lines.
+    pub fn has_assembled(&self) -> bool {
+        self.sources
+            .values()
+            .any(|i| matches!(i.decoder, Decoder::Auditd(_)))
+    }
+
     /// Decodes one line of a file source.
     pub fn file_line(&self, line: &RawLine, ctx: &Context) -> Event {
         let info = self.sources.get(&line.source);
-        let codec = info.map_or(Codec::Plain, |i| i.codec);
-        let mut ev = vigie_parse::decode(codec, &line.bytes, line.truncated, ctx);
+        let mut ev = match info.map(|i| &i.decoder) {
+            Some(Decoder::Parser(p)) => {
+                let mut ev = p.parse(&line.bytes, ctx);
+                if line.truncated {
+                    ev.add_flag(flags::TRUNCATED);
+                }
+                ev
+            }
+            Some(Decoder::Codec(c)) => vigie_parse::decode(*c, &line.bytes, line.truncated, ctx),
+            _ => vigie_parse::decode(Codec::Plain, &line.bytes, line.truncated, ctx),
+        };
         ev.set(fields::LOG_FILE_PATH, line.path.to_string_lossy().as_ref());
         ev.set(fields::LOG_OFFSET, line.offset);
         if line.lines_joined > 1 {

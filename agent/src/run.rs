@@ -65,24 +65,106 @@ fn route_loss(
     }
 }
 
-/// Gives a detected event an `event.id` derived from its source position, so that a line
-/// read again after a crash gets the same id: the collector stores each id once, whether it
-/// arrives on the fast lane, from the spool, or both.
-fn tag_edge_id(ev: &mut Event, pos: &Position) {
+/// Gives a detected event an `event.id` that a restart reproduces, so that the collector
+/// stores each detection once whether it arrives on the fast lane, from the spool, or both:
+/// from the audit serial for an assembled audit event, else from the line's position.
+/// Returns whether the event has an id.
+fn tag_edge_id(ev: &mut Event, pos: Option<&Position>) -> bool {
     if ev.contains("event.id") {
-        return;
+        return true;
     }
-    let key = match pos {
-        Position::File {
-            source,
-            fingerprint,
-            offset,
-            ..
-        } => format!("f\u{1}{source}\u{1}{fingerprint}\u{1}{offset}"),
-        Position::Journal { source, cursor } => format!("j\u{1}{source}\u{1}{cursor}"),
+    let key = if let Some(seq) = ev.get("auditd.log.sequence") {
+        format!(
+            "a\u{1}{}\u{1}{seq}\u{1}{}\u{1}{}",
+            ev.get_str("vigie.source").unwrap_or(""),
+            ev.get_str("@timestamp").unwrap_or(""),
+            ev.get_str("host.name").unwrap_or("")
+        )
+    } else {
+        match pos {
+            Some(Position::File {
+                source,
+                fingerprint,
+                offset,
+                ..
+            }) => format!("f\u{1}{source}\u{1}{fingerprint}\u{1}{offset}"),
+            Some(Position::Journal { source, cursor }) => {
+                format!("j\u{1}{source}\u{1}{cursor}")
+            }
+            None => return false,
+        }
     };
     let id = xxhash_rust::xxh3::xxh3_128(key.as_bytes());
     ev.set("event.id", format!("{id:032x}"));
+    true
+}
+
+/// The detect stage for one chunk of records: runs the edge rules on each event, batches what
+/// is kept, and remembers the detections for the fast lane.
+#[derive(Default)]
+struct Stage {
+    detected: bool,
+    fast: Vec<Event>,
+}
+
+impl Stage {
+    /// One event and the position it moves its source to.
+    fn admit(
+        &mut self,
+        edge: Option<&EdgeDetector>,
+        builder: &mut BatchBuilder,
+        mut ev: Event,
+        pos: Option<Position>,
+    ) -> Option<SealedBatch> {
+        match edge.map_or(Verdict::Pass, |d| d.apply(&mut ev)) {
+            Verdict::Drop => {
+                if let Some(p) = pos {
+                    builder.keep_position(p);
+                }
+                return None;
+            }
+            Verdict::Tagged => {
+                self.detected = true;
+                if tag_edge_id(&mut ev, pos.as_ref()) {
+                    self.fast.push(ev.clone());
+                }
+            }
+            Verdict::Pass => {}
+        }
+        builder.push(&ev, pos)
+    }
+
+    /// The events an assembling source completed; the position goes with the last one.
+    fn admit_assembled(
+        &mut self,
+        edge: Option<&EdgeDetector>,
+        builder: &mut BatchBuilder,
+        done: crate::pipeline::Assembled,
+    ) -> Vec<SealedBatch> {
+        let mut sealed = Vec::new();
+        let n = done.events.len();
+        if n == 0 {
+            if let Some(p) = done.position {
+                builder.keep_position(p);
+            }
+            return sealed;
+        }
+        let mut position = done.position;
+        for (k, ev) in done.events.into_iter().enumerate() {
+            let pos = if k + 1 == n { position.take() } else { None };
+            sealed.extend(self.admit(edge, builder, ev, pos));
+        }
+        sealed
+    }
+
+    /// Ends the chunk: detections go on the fast lane and the batch is sealed at once.
+    fn finish(&mut self, shipping: &Shipping, builder: &mut BatchBuilder) -> Option<SealedBatch> {
+        send_fast_copies(shipping, &self.fast);
+        self.fast.clear();
+        std::mem::take(&mut self.detected)
+            .then(|| builder.seal())
+            .flatten()
+    }
 }
 
 /// With the spool, queues a copy of the detections on the fast lane (see
@@ -181,7 +263,7 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
         infos.insert(
             name.clone(),
             SourceInfo {
-                codec: s.codec,
+                decoder: crate::pipeline::Decoder::new(&s.format),
                 dataset: s.dataset.clone(),
             },
         );
@@ -327,6 +409,8 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
     let mut builder = BatchBuilder::new(cfg.batch.clone(), 0);
     let mut report = tokio::time::interval(Duration::from_secs(60));
     report.tick().await;
+    let assembling = normalizer.has_assembled();
+    let mut assembly_flush = tokio::time::interval(Duration::from_secs(1));
     let mut drop_check = tokio::time::interval(RATE_DROP_REPORT);
     drop_check.tick().await;
     // A closed channel answers at once: guard each branch so a source kind
@@ -341,32 +425,28 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
                 Some(lines) => {
                     stats.lines_read.fetch_add(lines.len() as u64, Ordering::Relaxed);
                     let ctx = normalizer.context();
-                    let mut detected = false;
-                    let mut fast = Vec::new();
+                    let mut stage = Stage::default();
                     for line in lines {
-                        let mut ev = normalizer.file_line(&line, &ctx);
                         let pos = Position::File {
                             source: line.source.clone(),
                             fingerprint: line.fingerprint,
                             path: line.path.clone(),
                             offset: line.end_offset,
                         };
-                        match edge.as_ref().map_or(Verdict::Pass, |d| d.apply(&mut ev)) {
-                            Verdict::Drop => { builder.keep_position(pos); continue; }
-                            Verdict::Tagged => {
-                                detected = true;
-                                tag_edge_id(&mut ev, &pos);
-                                fast.push(ev.clone());
+                        if normalizer.is_assembled(&line.source) {
+                            let done = normalizer.assemble(&line, &ctx, pos);
+                            for b in stage.admit_assembled(edge.as_ref(), &mut builder, done) {
+                                if sealed_tx.send(b).await.is_err() { break; }
                             }
-                            Verdict::Pass => {}
+                            continue;
                         }
-                        if let Some(b) = builder.push(&ev, Some(pos)) {
+                        let ev = normalizer.file_line(&line, &ctx);
+                        if let Some(b) = stage.admit(edge.as_ref(), &mut builder, ev, Some(pos)) {
                             if sealed_tx.send(b).await.is_err() { break; }
                         }
                     }
                     // A detection does not wait for the batch timeout, nor behind the backlog.
-                    send_fast_copies(&shipping, &fast);
-                    if let Some(b) = detected.then(|| builder.seal()).flatten() {
+                    if let Some(b) = stage.finish(&shipping, &mut builder) {
                         if sealed_tx.send(b).await.is_err() { break; }
                     }
                 }
@@ -375,30 +455,17 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
             recs = journal_rx.recv(), if journal_open => match recs {
                 Some((source, recs)) => {
                     stats.lines_read.fetch_add(recs.len() as u64, Ordering::Relaxed);
-                    let mut detected = false;
-                    let mut fast = Vec::new();
+                    let mut stage = Stage::default();
                     for r in recs {
-                        let mut ev: Event = normalizer.journal_event(&source, r.event);
+                        let ev: Event = normalizer.journal_event(&source, r.event);
                         // An empty cursor is no position: nothing to checkpoint.
                         let pos = (!r.cursor.is_empty())
                             .then(|| Position::Journal { source: source.clone(), cursor: r.cursor });
-                        match edge.as_ref().map_or(Verdict::Pass, |d| d.apply(&mut ev)) {
-                            Verdict::Drop => { if let Some(p) = pos { builder.keep_position(p); } continue; }
-                            Verdict::Tagged => {
-                                detected = true;
-                                if let Some(p) = &pos {
-                                    tag_edge_id(&mut ev, p);
-                                    fast.push(ev.clone());
-                                }
-                            }
-                            Verdict::Pass => {}
-                        }
-                        if let Some(b) = builder.push(&ev, pos) {
+                        if let Some(b) = stage.admit(edge.as_ref(), &mut builder, ev, pos) {
                             if sealed_tx.send(b).await.is_err() { break; }
                         }
                     }
-                    send_fast_copies(&shipping, &fast);
-                    if let Some(b) = detected.then(|| builder.seal()).flatten() {
+                    if let Some(b) = stage.finish(&shipping, &mut builder) {
                         if sealed_tx.send(b).await.is_err() { break; }
                     }
                 }
@@ -412,6 +479,18 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
             }
             _ = sleep_until(deadline) => {
                 if let Some(b) = builder.seal() {
+                    if sealed_tx.send(b).await.is_err() { break; }
+                }
+            }
+            _ = assembly_flush.tick(), if assembling => {
+                let ctx = normalizer.context();
+                let mut stage = Stage::default();
+                for done in normalizer.flush_assembled(&ctx) {
+                    for b in stage.admit_assembled(edge.as_ref(), &mut builder, done) {
+                        if sealed_tx.send(b).await.is_err() { break; }
+                    }
+                }
+                if let Some(b) = stage.finish(&shipping, &mut builder) {
                     if sealed_tx.send(b).await.is_err() { break; }
                 }
             }

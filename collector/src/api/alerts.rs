@@ -61,22 +61,20 @@ pub(super) async fn list_alerts(State(st): Shared, Query(p): Query<ListParams>) 
             format!("status {s:?} is not one of {STATUSES:?}"),
         );
     }
+    // `Err` carries the message of the 400.
     let time = |name: &str, v: &Option<String>| match v {
         None => Ok(None),
         Some(t) => parse_time(t, now).map(Some).ok_or_else(|| {
-            bad(
-                "bad_time",
-                format!("{name}={t:?} is not an RFC 3339 time or a relative time like -1h"),
-            )
+            format!("{name}={t:?} is not an RFC 3339 time or a relative time like now-1h")
         }),
     };
     let from = match time("from", &p.from) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(m) => return bad("bad_time", m),
     };
     let to = match time("to", &p.to) {
         Ok(t) => t,
-        Err(r) => return r,
+        Err(m) => return bad("bad_time", m),
     };
     let sort = match p.sort.as_deref() {
         None | Some("last_seen") => AlertSort::LastSeen,

@@ -34,10 +34,14 @@ use chrono::{DateTime, FixedOffset, Offset, Utc};
 use serde::{Deserialize, Serialize};
 use vigie_event::{fields, flags, Event};
 
+pub mod auditd;
+pub mod declarative;
 mod json;
 mod syslog;
 mod time;
 
+pub use auditd::{AuditAssembler, AuditOptions};
+pub use declarative::{Parser, ParserError, Registry};
 pub use syslog::{facility_name, severity_name};
 
 /// How the lines of a source are read. Written in configurations as `"json"`, `"syslog"` or

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use chrono::{Duration as ChronoDuration, Local};
-use vigie_agent::pipeline::{Normalizer, SourceInfo};
+use vigie_agent::pipeline::{Decoder, Normalizer, SourceInfo};
 use vigie_agent::sources::file::RawLine;
 use vigie_e2e::{https_client, Agent};
 use vigie_parse::Codec;
@@ -59,7 +59,7 @@ fn build_batches(total: u64, per_batch: u64, drop_fields: &[String]) -> Result<V
     sources.insert(
         source.clone(),
         SourceInfo {
-            codec: Codec::Syslog,
+            decoder: Decoder::Codec(Codec::Syslog),
             dataset: "system.auth".to_owned(),
         },
     );
