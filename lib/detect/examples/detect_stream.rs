@@ -24,8 +24,17 @@ fn main() {
     let events: Vec<vigie_event::Event> = (0..2000)
         .map(|i| {
             let line = kinds[i % kinds.len()].replace(" N", &format!(" {i}"));
-            vigie_event::Event::from_value(serde_json::from_str(&line).expect("json"))
-                .expect("object")
+            let mut ev = vigie_event::Event::from_value(serde_json::from_str(&line).expect("json"))
+                .expect("object");
+            // As normalized events have them: the raw line, and a message.
+            ev.set(
+                "event.original",
+                format!("Nov 26 10:00:00 web-1 proc[{i}]: {line}"),
+            );
+            if !ev.contains("message") {
+                ev.set("message", format!("record {i} of the mixed stream"));
+            }
+            ev
         })
         .collect();
     let mut hits = 0;
