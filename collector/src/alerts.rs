@@ -48,10 +48,10 @@ fn get_str<'a>(ev: &'a Map<String, Value>, path: &str) -> Option<&'a str> {
     get(ev, path).and_then(Value::as_str)
 }
 
-/// The detections in `events` (an agent's batch, as stored).
-pub fn detections(agent_id: &str, events: &[Map<String, Value>]) -> Vec<NewDetection> {
+/// The detections in `events` (an agent's batch, as stored), each with its event's index.
+pub fn detections(agent_id: &str, events: &[Map<String, Value>]) -> Vec<(usize, NewDetection)> {
     let mut out = Vec::new();
-    for ev in events {
+    for (index, ev) in events.iter().enumerate() {
         let dets = get(ev, "vigie.detections").and_then(Value::as_array);
         let external = get_str(ev, "event.kind") == Some("alert");
         if dets.is_none_or(|d| d.is_empty()) && !external {
@@ -79,18 +79,21 @@ pub fn detections(agent_id: &str, events: &[Map<String, Value>]) -> Vec<NewDetec
             .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
             .map_or_else(Utc::now, |t| t.with_timezone(&Utc));
         let mut push = |rule_id: String, title: String, level: String, origin: &'static str| {
-            out.push(NewDetection {
-                agent_id: agent_id.to_owned(),
-                event_id: event_id.clone(),
-                urgency: urgency(&level),
-                rule_id,
-                rule_title: title,
-                rule_level: level,
-                group_key: group_key.clone(),
-                entities: entities.clone(),
-                origin,
-                at,
-            });
+            out.push((
+                index,
+                NewDetection {
+                    agent_id: agent_id.to_owned(),
+                    event_id: event_id.clone(),
+                    urgency: urgency(&level),
+                    rule_id,
+                    rule_title: title,
+                    rule_level: level,
+                    group_key: group_key.clone(),
+                    entities: entities.clone(),
+                    origin,
+                    at,
+                },
+            ));
         };
         for d in dets.into_iter().flatten() {
             let Some(rule_id) = d.get("rule_id").and_then(Value::as_str) else {
@@ -121,6 +124,25 @@ pub fn detections(agent_id: &str, events: &[Map<String, Value>]) -> Vec<NewDetec
         }
     }
     out
+}
+
+/// Copies the events that `detections` point at, and points them at the copies.
+#[allow(clippy::type_complexity)]
+pub fn with_events(
+    detections: Vec<(usize, NewDetection)>,
+    events: &[Map<String, Value>],
+) -> (Vec<(usize, NewDetection)>, Vec<Map<String, Value>>) {
+    let mut copies: Vec<Map<String, Value>> = Vec::new();
+    let mut at: std::collections::HashMap<usize, usize> = std::collections::HashMap::new();
+    let mut out = Vec::with_capacity(detections.len());
+    for (i, d) in detections {
+        let j = *at.entry(i).or_insert_with(|| {
+            copies.push(events.get(i).cloned().unwrap_or_default());
+            copies.len() - 1
+        });
+        out.push((j, d));
+    }
+    (out, copies)
 }
 
 /// The level of a third-party alert, from `event.severity` (ECS: 0-100, or the tool's 1-10
@@ -192,7 +214,10 @@ mod tests {
                 "rule": {"name": "Credential dumping"}, "host": {"name": "ws-7"}}),
             ),
         ];
-        let d = detections("agt_1", &events);
+        let d: Vec<NewDetection> = detections("agt_1", &events)
+            .into_iter()
+            .map(|(_, d)| d)
+            .collect();
         assert_eq!(d.len(), 2);
         assert_eq!(d[0].rule_id, "r1");
         assert_eq!(d[0].event_id, "e1");

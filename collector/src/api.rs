@@ -49,6 +49,8 @@ pub struct AppState {
     pub quotas: Quotas,
     pub ca: CertifiedKey,
     pub started: Instant,
+    /// Alert filters in force.
+    pub alert_filters: crate::alert_filters::AlertFilters,
 }
 
 type Shared = State<Arc<AppState>>;
@@ -66,6 +68,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/agents/{id}", get(get_agent))
         .route("/dead-letters", get(dead_letters))
         .route("/alerts", get(alerts::list_alerts))
+        .route(
+            "/alert-filters",
+            get(alerts::list_filters).post(alerts::create_filter),
+        )
+        .route(
+            "/alert-filters/{id}",
+            axum::routing::delete(alerts::delete_filter),
+        )
         .route(
             "/alerts/{id}",
             get(alerts::get_alert).patch(alerts::patch_alert),
@@ -244,6 +254,10 @@ pub fn parse_time(s: &str, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
     if let Some(d) = s.strip_prefix("now-") {
         let d = humantime::parse_duration(d).ok()?;
         return chrono::Duration::from_std(d).ok().map(|d| now - d);
+    }
+    if let Some(d) = s.strip_prefix("now+") {
+        let d = humantime::parse_duration(d).ok()?;
+        return chrono::Duration::from_std(d).ok().map(|d| now + d);
     }
     DateTime::parse_from_rfc3339(s)
         .ok()

@@ -741,9 +741,11 @@ fn truncate_at_char(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
+mod alert_filters;
 mod alerts;
 mod schema;
 
+pub use alert_filters::FilterRow;
 pub use alerts::{AlertFilter, AlertRow, AlertSort, HistoryRow, NewDetection, Raised};
 #[cfg(test)]
 mod tests;

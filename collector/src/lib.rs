@@ -3,6 +3,7 @@
 //! Enrolls agents, ingests their batches over mTLS, stores events in per-day
 //! tantivy indexes and control data in SQLite, and serves the HTTP API.
 
+pub mod alert_filters;
 pub mod alerts;
 pub mod api;
 pub mod config;

@@ -13,6 +13,8 @@ pub struct Metrics {
     /// Alerts raised, and detections grouped into an existing alert.
     pub alerts_created: AtomicU64,
     pub alerts_grouped: AtomicU64,
+    /// Detections muted by alert filters.
+    pub alerts_muted: AtomicU64,
     /// Edge detections received a second time (fast lane, then spool) and not stored again.
     pub edge_duplicates: AtomicU64,
     pub batches_rejected: AtomicU64,
@@ -60,7 +62,12 @@ pub fn add(counter: &AtomicU64, n: u64) {
 impl Metrics {
     /// Renders every counter, plus the gauges given by the caller.
     pub fn render(&self, gauges: &[(&str, &str, f64)]) -> String {
-        let counters: [(&str, &str, &AtomicU64); 18] = [
+        let counters: [(&str, &str, &AtomicU64); 19] = [
+            (
+                "vigie_alerts_muted_total",
+                "Detections muted by alert filters",
+                &self.alerts_muted,
+            ),
             (
                 "vigie_alerts_created_total",
                 "Alerts raised",

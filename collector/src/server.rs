@@ -70,6 +70,8 @@ pub async fn start(cfg: CollectorConfig, listener: Option<TcpListener>) -> Resul
             .with_context(|| format!("cannot listen on {}", cfg.listen))?,
     };
     let addr = listener.local_addr()?;
+    let alert_filters =
+        crate::alert_filters::AlertFilters::load(&db).context("loading the alert filters")?;
     let state = Arc::new(AppState {
         quotas: Quotas::new(&cfg.ingest),
         cfg,
@@ -79,6 +81,7 @@ pub async fn start(cfg: CollectorConfig, listener: Option<TcpListener>) -> Resul
         metrics,
         ca,
         started: Instant::now(),
+        alert_filters,
     });
     let shutdown = CancellationToken::new();
     spawn_retention(store, db.clone(), shutdown.clone());

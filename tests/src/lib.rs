@@ -277,6 +277,18 @@ impl Collector {
         Ok((status, r.json().unwrap_or(Value::Null)))
     }
 
+    /// `POST` with a JSON body and the admin token.
+    pub fn post(&self, path: &str, body: &Value) -> Result<(u16, Value)> {
+        let r = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()?;
+        let status = r.status().as_u16();
+        Ok((status, r.json().unwrap_or(Value::Null)))
+    }
+
     /// `PATCH` with a JSON body and the admin token.
     pub fn patch(&self, path: &str, body: &Value) -> Result<(u16, Value)> {
         let r = self

@@ -177,6 +177,36 @@ fn rules_tag_detections_drop_noise_and_reload_without_losing_lines() {
         (400, Some("bad_status"))
     );
 
+    // Alert filters: half of the next root shells are a known false positive (muted for 30
+    // days); a filter that already expired mutes nothing; a broken one is refused.
+    let (status, muting) = collector
+        .post(
+            "/api/v1/alert-filters",
+            &serde_json::json!({"name": "maintenance shells", "rule_id": SUDO_SHELL,
+                "detection": "sel:\n  process.pid|gte: 2500\ncondition: sel", "expires_at": "now+30d"}),
+        )
+        .unwrap();
+    assert_eq!(status, 201, "{muting}");
+    let (status, expired) = collector
+        .post(
+            "/api/v1/alert-filters",
+            &serde_json::json!({"name": "old", "detection": "sel:\n  host.name: bastion\ncondition: sel",
+                "expires_at": "now-1m"}),
+        )
+        .unwrap();
+    assert_eq!(status, 201, "{expired}");
+    let (status, broken) = collector
+        .post(
+            "/api/v1/alert-filters",
+            &serde_json::json!({"name": "broken", "detection": "sel:\n  a: b\ncondition: sel and nope"}),
+        )
+        .unwrap();
+    assert_eq!(
+        (status, broken["error"]["code"].as_str()),
+        (400, Some("bad_detection")),
+        "{broken}"
+    );
+
     // A rule added while the agent runs applies to the lines after it, and no line is lost.
     std::fs::write(
         rules.join("root_key_login.yml"),
@@ -220,8 +250,17 @@ fn rules_tag_detections_drop_noise_and_reload_without_losing_lines() {
         .iter()
         .find(|a| a["rule"]["id"] == SUDO_SHELL)
         .unwrap();
-    assert_eq!(shells["occurrences"], 100);
+    // Lines 1,000 to 1,990: sudo pids 2,000 to 2,990, the filter mutes pids from 2,500.
+    let (_, filters) = collector.get("/api/v1/alert-filters").unwrap();
+    assert_eq!(shells["occurrences"], 50, "{filters}");
     assert_eq!(shells["similar_to"], first_alert);
+    let muted: Vec<u64> = filters["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["muted"].as_u64().unwrap())
+        .collect();
+    assert_eq!(muted, [50, 0], "{filters}");
     let logins = open["items"]
         .as_array()
         .unwrap()

@@ -261,13 +261,28 @@ pub(super) async fn post_batch(
         return resp;
     }
     let rejected = decoded.rejected;
-    let detections = crate::alerts::detections(&agent_id, &decoded.events);
+    // The detections, with a copy of their events for the alert filters (few).
+    let (detections, kept_events) = crate::alerts::with_events(
+        crate::alerts::detections(&agent_id, &decoded.events),
+        &decoded.events,
+    );
     let outcome = st
         .indexer
         .submit(agent_id.clone(), batch.clone(), decoded.events)
         .await;
     if matches!(outcome, Ok(IndexOutcome::Stored(_))) && !detections.is_empty() {
-        raise_alerts(&st, detections).await;
+        let (detections, muted) = st.alert_filters.apply(detections, &kept_events, Utc::now());
+        if !muted.is_empty() {
+            let db = st.db.clone();
+            match tokio::task::spawn_blocking(move || db.add_muted(&muted)).await {
+                Ok(Ok(n)) => add(&st.metrics.alerts_muted, n),
+                Ok(Err(e)) => tracing::warn!(error = %e, "cannot count what alert filters muted"),
+                Err(e) => tracing::warn!(error = %e, "cannot count what alert filters muted"),
+            }
+        }
+        if !detections.is_empty() {
+            raise_alerts(&st, detections).await;
+        }
     }
     match outcome {
         Ok(IndexOutcome::Duplicate) => Json(Ack {

@@ -244,3 +244,107 @@ pub(super) async fn patch_alert(
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
     }
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewFilter {
+    name: String,
+    /// Only detections of this rule.
+    rule_id: Option<String>,
+    /// The Sigma `detection:` block, as YAML text.
+    detection: String,
+    /// Until when it mutes (RFC 3339, or relative like `now+30d`); absent: no expiry.
+    expires_at: Option<String>,
+}
+
+pub(super) async fn create_filter(
+    State(st): Shared,
+    Extension(actor): Extension<Actor>,
+    body: axum::body::Bytes,
+) -> Response {
+    let f: NewFilter = match serde_json::from_slice(&body) {
+        Ok(f) => f,
+        Err(e) => {
+            return bad(
+                "bad_body",
+                format!("expected {{name, rule_id?, detection, expires_at?}}: {e}"),
+            )
+        }
+    };
+    if f.name.trim().is_empty() || f.name.len() > 200 {
+        return bad("bad_name", "name must be 1 to 200 characters".into());
+    }
+    if let Err(reason) = crate::alert_filters::compile(&f.detection) {
+        return bad("bad_detection", reason);
+    }
+    let now = Utc::now();
+    let expires_at = match f.expires_at.as_deref() {
+        None => None,
+        Some(t) => match parse_time(t, now) {
+            Some(t) => Some(t),
+            None => {
+                return bad(
+                    "bad_time",
+                    format!(
+                        "expires_at={t:?} is not an RFC 3339 time or a relative time like now+30d"
+                    ),
+                )
+            }
+        },
+    };
+    let db = st.db.clone();
+    let res = tokio::task::spawn_blocking(move || {
+        let id = db.create_alert_filter(
+            &f.name,
+            f.rule_id.as_deref(),
+            &f.detection,
+            expires_at,
+            &actor.0,
+            now,
+        )?;
+        Ok::<_, crate::db::DbError>((id, db))
+    })
+    .await;
+    match res {
+        Ok(Ok((id, db))) => {
+            if let Err(e) = st.alert_filters.reload(&db) {
+                tracing::error!(error = %e, "alert filters cannot be reloaded");
+            }
+            let row = db
+                .list_alert_filters()
+                .ok()
+                .and_then(|rows| rows.into_iter().find(|r| r.id == id));
+            (StatusCode::CREATED, Json(json!(row))).into_response()
+        }
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+pub(super) async fn list_filters(State(st): Shared) -> Response {
+    let db = st.db.clone();
+    match tokio::task::spawn_blocking(move || db.list_alert_filters()).await {
+        Ok(Ok(rows)) => Json(json!({"items": rows})).into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+pub(super) async fn delete_filter(State(st): Shared, Path(id): Path<i64>) -> Response {
+    let db = st.db.clone();
+    match tokio::task::spawn_blocking(move || db.delete_alert_filter(id).map(|d| (d, db))).await {
+        Ok(Ok((true, db))) => {
+            if let Err(e) = st.alert_filters.reload(&db) {
+                tracing::error!(error = %e, "alert filters cannot be reloaded");
+            }
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Ok(Ok((false, _))) => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no alert filter {id}"),
+        ),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}

@@ -84,6 +84,7 @@ fn harness(ingest: IngestConfig) -> Harness {
     )
     .unwrap();
     let ca = pki::create_ca("test").unwrap();
+    let alert_filters = crate::alert_filters::AlertFilters::load(&db).unwrap();
     let state = Arc::new(AppState {
         quotas: Quotas::new(&cfg.ingest),
         cfg,
@@ -93,6 +94,7 @@ fn harness(ingest: IngestConfig) -> Harness {
         metrics,
         ca: ca.clone(),
         started: Instant::now(),
+        alert_filters,
     });
     Harness {
         _dir: dir,
@@ -407,4 +409,73 @@ fn times_accept_rfc3339_and_relative() {
         "2026-11-26T09:00:00+00:00"
     );
     assert_eq!(parse_time("yesterday", now), None);
+}
+
+impl Harness {
+    async fn lines(&self, peer: &Peer, id: &str, body: String) -> (StatusCode, Value) {
+        let req = Request::post("/v1/batches")
+            .header(vigie_wire::BATCH_HEADER, id)
+            .header(header::CONTENT_TYPE, "application/x-ndjson")
+            .extension(peer.clone())
+            .body(Body::from(body))
+            .unwrap();
+        let (status, _, body) = self.call(req).await;
+        (status, body)
+    }
+
+    async fn send_json(&self, method: &str, path: &str, body: Value) -> (StatusCode, Value) {
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let (status, _, body) = self.call(req).await;
+        (status, body)
+    }
+}
+
+/// Detections in a batch become grouped alerts, unless an alert filter mutes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detections_raise_alerts_and_filters_mute_them() {
+    let h = harness(IngestConfig::default());
+    let peer = h.agent("agt_a", true);
+    let (status, f) = h
+        .send_json(
+            "POST",
+            "/api/v1/alert-filters",
+            json!({"name": "noisy pids", "rule_id": "r1",
+                   "detection": "sel:\n  process.pid|gte: 2500\ncondition: sel", "expires_at": "now+30d"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{f}");
+    let body: String = (0..10)
+        .map(|i| {
+            json!({"message": format!("m{i}"), "host": {"name": "h1"}, "process": {"pid": 2000 + 100 * i},
+                   "event": {"id": format!("e{i}")},
+                   "vigie": {"detections": [{"rule_id": "r1", "title": "R1", "level": "high"}]}})
+            .to_string()
+                + "\n"
+        })
+        .collect();
+    let (status, ack) = h.lines(&peer, "s1/1", body.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{ack}");
+    // The same detections again (an agent's fast-lane copy): counted once, muted once.
+    let (status, ack) = h.lines(&peer, "f1/0", body).await;
+    assert_eq!(status, StatusCode::OK, "{ack}");
+    let alerts = h.get("/api/v1/alerts").await;
+    assert_eq!(alerts["total"], 1, "{alerts}");
+    // pids 2000..2400 raise, 2500..2900 are muted.
+    assert_eq!(alerts["items"][0]["occurrences"], 5, "{alerts}");
+    let filters = h.get("/api/v1/alert-filters").await;
+    assert_eq!(filters["items"][0]["muted"], 5, "{filters}");
+    let (status, _) = h
+        .send_json("DELETE", "/api/v1/alert-filters/1", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = h
+        .send_json("DELETE", "/api/v1/alert-filters/1", json!({}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }

@@ -134,6 +134,27 @@ pub(super) const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX alert_history_alert ON alert_history (alert_id);
     ",
+    // 6: alert filters: Sigma-style conditions that mute matching detections (a known false
+    // positive), optionally for one rule and until an expiry; `muted` counts what they muted.
+    "
+    CREATE TABLE alert_filters (
+        id         INTEGER PRIMARY KEY,
+        name       TEXT NOT NULL,
+        rule_id    TEXT,
+        detection  TEXT NOT NULL,
+        expires_at TEXT,
+        created_by TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        muted      INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE alert_muted (
+        filter_id INTEGER NOT NULL,
+        agent_id  TEXT NOT NULL,
+        event_id  TEXT NOT NULL,
+        rule_id   TEXT NOT NULL,
+        PRIMARY KEY (filter_id, agent_id, event_id, rule_id)
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// Applies the migrations the file has not seen yet, in one transaction.

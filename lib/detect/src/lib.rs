@@ -154,7 +154,22 @@ impl RuleSet {
         let files = rule_files(paths)?;
         let mut report = LoadReport::default();
         let parsed = load::parse_files(&files, &mut report);
+        Ok(Self::build(parsed, report, opts))
+    }
 
+    /// Loads rules given as YAML text (one or more documents); `origin` names them in the
+    /// report. For rules that come from an API request rather than files.
+    pub fn load_str(origin: &str, text: &str, opts: &LoadOptions) -> (Self, LoadReport) {
+        let mut report = LoadReport::default();
+        let parsed = load::parse_text(Path::new(origin), text, &mut report);
+        Self::build(parsed, report, opts)
+    }
+
+    fn build(
+        parsed: load::Parsed,
+        mut report: LoadReport,
+        opts: &LoadOptions,
+    ) -> (Self, LoadReport) {
         let mut pipelines = opts.mappings.clone();
         pipelines.push(mapping::placeholder_pipeline(&opts.placeholders));
         pipelines.sort_by_key(|p| p.priority);
@@ -238,7 +253,7 @@ impl RuleSet {
         report.correlation_rules = correlations.len();
         report.loaded = report.detection_rules + report.correlation_rules + report.filters;
         let version = pack_version(&parsed.sources, opts);
-        Ok((
+        (
             RuleSet {
                 router,
                 fallbacks: mapping::fallbacks(&opts.mappings),
@@ -247,7 +262,7 @@ impl RuleSet {
                 version,
             },
             report,
-        ))
+        )
     }
 
     /// The detection rules that match `event`, routed by its logsource tags.

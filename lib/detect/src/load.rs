@@ -182,48 +182,65 @@ fn parse_chunk(files: &[PathBuf], report: &mut LoadReport) -> Parsed {
         };
         let text = String::from_utf8_lossy(&bytes).into_owned();
         parsed.sources.push((file.clone(), bytes));
-        let collection = match parse_sigma_yaml(&text) {
-            Ok(c) => c,
-            Err(e) => {
-                report.rejected.push(reject(file, None, e.to_string()));
-                continue;
-            }
-        };
-        let errors: Vec<&String> = collection
-            .errors
-            .iter()
-            .filter(|e| !is_metadata_warning(e))
-            .collect();
-        if !errors.is_empty() {
-            // The parser does not say which document an error belongs to: name the ids of the
-            // documents that did not come out, in order.
-            let mut missing = rejected_ids(&text, &collection).into_iter();
-            for e in errors {
-                report
-                    .rejected
-                    .push(reject(file, missing.next().flatten(), e.clone()));
-            }
-        }
-        let SigmaCollection {
-            rules,
-            correlations,
-            filters,
-            ..
-        } = collection;
-        parsed
-            .rule_files
-            .extend(std::iter::repeat_n(file.clone(), rules.len()));
-        parsed
-            .correlation_files
-            .extend(std::iter::repeat_n(file.clone(), correlations.len()));
-        parsed
-            .filter_files
-            .extend(std::iter::repeat_n(file.clone(), filters.len()));
-        parsed.collection.rules.extend(rules);
-        parsed.collection.correlations.extend(correlations);
-        parsed.collection.filters.extend(filters);
+        add_text(&mut parsed, file, &text, report);
     }
     parsed
+}
+
+/// Parses rules given as text (an API request, an alert filter) as if read from `origin`.
+pub(crate) fn parse_text(origin: &Path, text: &str, report: &mut LoadReport) -> Parsed {
+    let mut parsed = empty();
+    report.files += 1;
+    parsed
+        .sources
+        .push((origin.to_owned(), text.as_bytes().to_vec()));
+    add_text(&mut parsed, origin, text, report);
+    parsed
+}
+
+/// Adds the documents of one file's text to `parsed`; problems go to `report`.
+fn add_text(parsed: &mut Parsed, file: &Path, text: &str, report: &mut LoadReport) {
+    let collection = match parse_sigma_yaml(text) {
+        Ok(c) => c,
+        Err(e) => {
+            report.rejected.push(reject(file, None, e.to_string()));
+            return;
+        }
+    };
+    let errors: Vec<&String> = collection
+        .errors
+        .iter()
+        .filter(|e| !is_metadata_warning(e))
+        .collect();
+    if !errors.is_empty() {
+        // The parser does not say which document an error belongs to: name the ids of the
+        // documents that did not come out, in order.
+        let mut missing = rejected_ids(text, &collection).into_iter();
+        for e in errors {
+            report
+                .rejected
+                .push(reject(file, missing.next().flatten(), e.clone()));
+        }
+    }
+    let SigmaCollection {
+        rules,
+        correlations,
+        filters,
+        ..
+    } = collection;
+    let file = file.to_owned();
+    parsed
+        .rule_files
+        .extend(std::iter::repeat_n(file.clone(), rules.len()));
+    parsed
+        .correlation_files
+        .extend(std::iter::repeat_n(file.clone(), correlations.len()));
+    parsed
+        .filter_files
+        .extend(std::iter::repeat_n(file, filters.len()));
+    parsed.collection.rules.extend(rules);
+    parsed.collection.correlations.extend(correlations);
+    parsed.collection.filters.extend(filters);
 }
 
 /// Metadata problems (`related`, dates) that the parser reports but that keep the rule.
