@@ -175,6 +175,10 @@ pub struct SourceConfig {
     pub dataset: String,
     /// How lines are read: a codec, a parser, or the auditd assembler.
     pub format: Format,
+    /// `logsource = {product = "…", category = "…", service = "…"}`: the Sigma logsource
+    /// tags (`vigie.logsource.*`) given to events whose parser set none, so that edge rules
+    /// are routed for sources read with a plain codec.
+    pub logsource: Vec<(String, String)>,
     /// `max_events_per_second`, `burst_events`, `when_limited`.
     pub rate: Option<RateLimit>,
     pub kind: SourceKind,
@@ -358,6 +362,7 @@ fn parse_source(i: usize, mut table: toml::Table) -> Result<SourceConfig, String
         .ok_or_else(|| format!("{}: missing (\"file\" or \"journald\")", at("type")))?;
     let format = take_str(&mut table, "format")?;
     let dataset = take_str(&mut table, "dataset")?.unwrap_or_else(|| name.clone());
+    let logsource = take_logsource(&mut table, &at)?;
     let rate = take_rate(&mut table, &at)?;
     let format = match &format {
         Some(f) => Format::parse(f).map_err(|e| format!("{}: {e}", at("format")))?,
@@ -400,6 +405,7 @@ fn parse_source(i: usize, mut table: toml::Table) -> Result<SourceConfig, String
     Ok(SourceConfig {
         name,
         dataset,
+        logsource,
         format,
         rate,
         kind,
@@ -407,6 +413,40 @@ fn parse_source(i: usize, mut table: toml::Table) -> Result<SourceConfig, String
 }
 
 /// The rate-limit keys of a source (common to every type).
+fn take_logsource(
+    table: &mut toml::Table,
+    at: &dyn Fn(&str) -> String,
+) -> Result<Vec<(String, String)>, String> {
+    let Some(value) = table.remove("logsource") else {
+        return Ok(Vec::new());
+    };
+    let toml::Value::Table(t) = value else {
+        return Err(format!(
+            "{}: expected a table like {{ product = \"linux\", service = \"sshd\" }}",
+            at("logsource")
+        ));
+    };
+    let mut out = Vec::new();
+    for (k, v) in t {
+        if !matches!(k.as_str(), "product" | "category" | "service") {
+            return Err(format!(
+                "{}: unknown key {k:?} (product, category or service)",
+                at("logsource")
+            ));
+        }
+        match v {
+            toml::Value::String(s) if !s.trim().is_empty() => out.push((k, s)),
+            _ => {
+                return Err(format!(
+                    "{}: expected a non-empty string",
+                    at(&format!("logsource.{k}"))
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
 fn take_rate(
     table: &mut toml::Table,
     at: &dyn Fn(&str) -> String,
@@ -622,6 +662,32 @@ type = "journald"
         let err = parse(&text).unwrap_err().to_string();
         assert!(err.contains("read_fom"), "{err}");
         assert!(err.contains("agent.toml:14:"), "{err}");
+    }
+
+    #[test]
+    fn logsource_tags_are_read_and_checked() {
+        let ok = parse(&GOOD.replace(
+            "format = \"syslog\"",
+            "format = \"json\"\nlogsource = { product = \"teleport\", service = \"audit\" }",
+        ))
+        .unwrap();
+        assert_eq!(
+            ok.sources[0].logsource,
+            [
+                ("product".into(), "teleport".into()),
+                ("service".into(), "audit".into())
+            ]
+        );
+        let err = parse(&GOOD.replace(
+            "format = \"syslog\"",
+            "format = \"json\"\nlogsource = { vendor = \"x\" }",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("sources[0].logsource") && err.contains("vendor"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub enum Position {
 pub struct SourceInfo {
     pub decoder: Decoder,
     pub dataset: String,
+    /// Sigma logsource tags for events whose decoder set none.
+    pub logsource: Vec<(String, String)>,
 }
 
 /// A source's decoder, built from its [`crate::config::Format`].
@@ -222,6 +224,11 @@ impl Normalizer {
         ev.set(fields::VIGIE_SOURCE, source);
         if let Some(info) = info {
             ev.set_default(fields::EVENT_DATASET, info.dataset.as_str());
+            if !info.logsource.is_empty() && !ev.contains("vigie.logsource") {
+                for (k, v) in &info.logsource {
+                    ev.set(&format!("vigie.logsource.{k}"), v.as_str());
+                }
+            }
         }
         ev.set_default(fields::EVENT_KIND, "event");
         ev.set(fields::AGENT_TYPE, "vigie");

@@ -264,6 +264,7 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
             name.clone(),
             SourceInfo {
                 decoder: crate::pipeline::Decoder::new(&s.format),
+                logsource: s.logsource.clone(),
                 dataset: s.dataset.clone(),
             },
         );

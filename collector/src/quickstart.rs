@@ -24,7 +24,7 @@ const SAMPLES: [(&str, &str, &str, &str); 3] = [
     (
         "auth.log",
         "auth",
-        "syslog",
+        "linux_auth",
         include_str!("../samples/auth.log"),
     ),
     (
@@ -232,6 +232,10 @@ fn agent_config(agent_dir: &Path, url: &str, ca: &Path, logs: &Path) -> String {
             "\n[[sources]]\nname = {source:?}\ntype = \"file\"\ninclude = [{:?}]\nformat = {format:?}\nread_from = \"beginning\"\n",
             logs.join(file).display().to_string()
         ));
+        // Sigma routing for a source read with a plain codec (parsers tag their own events).
+        if source == "teleport" {
+            s.push_str("logsource = { product = \"teleport\", service = \"audit\" }\n");
+        }
     }
     s
 }

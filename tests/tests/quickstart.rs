@@ -22,7 +22,7 @@ fn quickstart_replays_every_sample_and_can_run_again() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("412 events arrived"), "{stdout}");
-    assert!(stdout.contains("auth      (syslog): 202"), "{stdout}");
+    assert!(stdout.contains("auth      (linux_auth): 202"), "{stdout}");
     assert!(
         stdout.contains("SSH failed passwords in auth.log: 60"),
         "{stdout}"

@@ -61,6 +61,7 @@ fn build_batches(total: u64, per_batch: u64, drop_fields: &[String]) -> Result<V
         SourceInfo {
             decoder: Decoder::Codec(Codec::Syslog),
             dataset: "system.auth".to_owned(),
+            logsource: Vec::new(),
         },
     );
     let host =
