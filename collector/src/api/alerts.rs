@@ -49,6 +49,18 @@ pub struct ListParams {
     offset: Option<usize>,
 }
 
+/// The answer to a blocking database task: `ok` of its value, or a `500` saying what failed.
+fn answer<T>(
+    res: Result<Result<T, crate::db::DbError>, tokio::task::JoinError>,
+    ok: impl FnOnce(T) -> Response,
+) -> Response {
+    match res {
+        Ok(Ok(v)) => ok(v),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
 fn bad(code: &str, message: String) -> Response {
     error(StatusCode::BAD_REQUEST, code, message)
 }
@@ -114,11 +126,9 @@ pub(super) async fn list_alerts(State(st): Shared, Query(p): Query<ListParams>) 
         Ok::<_, crate::db::DbError>((total, items))
     })
     .await;
-    match res {
-        Ok(Ok((total, items))) => Json(json!({"total": total, "items": items})).into_response(),
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
-    }
+    answer(res, |(total, items)| {
+        Json(json!({"total": total, "items": items})).into_response()
+    })
 }
 
 pub(super) async fn get_alert(State(st): Shared, Path(id): Path<i64>) -> Response {
@@ -147,12 +157,10 @@ pub(super) async fn get_alert(State(st): Shared, Path(id): Path<i64>) -> Respons
         Ok::<_, crate::db::DbError>(Some(body))
     })
     .await;
-    match res {
-        Ok(Ok(Some(body))) => Json(body).into_response(),
-        Ok(Ok(None)) => error(StatusCode::NOT_FOUND, "not_found", format!("no alert {id}")),
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
-    }
+    answer(res, |body| match body {
+        Some(body) => Json(body).into_response(),
+        None => error(StatusCode::NOT_FOUND, "not_found", format!("no alert {id}")),
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -237,12 +245,10 @@ pub(super) async fn patch_alert(
         }
     })
     .await;
-    match res {
-        Ok(Ok(Some(body))) => Json(body).into_response(),
-        Ok(Ok(None)) => error(StatusCode::NOT_FOUND, "not_found", format!("no alert {id}")),
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
-    }
+    answer(res, |body| match body {
+        Some(body) => Json(body).into_response(),
+        None => error(StatusCode::NOT_FOUND, "not_found", format!("no alert {id}")),
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -292,8 +298,10 @@ pub(super) async fn create_filter(
             }
         },
     };
-    let db = st.db.clone();
+    // Stored, then the compiled set replaced, off the async threads.
+    let state = st.clone();
     let res = tokio::task::spawn_blocking(move || {
+        let db = &state.db;
         let id = db.create_alert_filter(
             &f.name,
             f.rule_id.as_deref(),
@@ -302,49 +310,40 @@ pub(super) async fn create_filter(
             &actor.0,
             now,
         )?;
-        Ok::<_, crate::db::DbError>((id, db))
+        state.alert_filters.reload(db)?;
+        Ok(db.list_alert_filters()?.into_iter().find(|r| r.id == id))
     })
     .await;
-    match res {
-        Ok(Ok((id, db))) => {
-            if let Err(e) = st.alert_filters.reload(&db) {
-                tracing::error!(error = %e, "alert filters cannot be reloaded");
-            }
-            let row = db
-                .list_alert_filters()
-                .ok()
-                .and_then(|rows| rows.into_iter().find(|r| r.id == id));
-            (StatusCode::CREATED, Json(json!(row))).into_response()
-        }
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
-    }
+    answer(res, |row| {
+        (StatusCode::CREATED, Json(json!(row))).into_response()
+    })
 }
 
 pub(super) async fn list_filters(State(st): Shared) -> Response {
     let db = st.db.clone();
-    match tokio::task::spawn_blocking(move || db.list_alert_filters()).await {
-        Ok(Ok(rows)) => Json(json!({"items": rows})).into_response(),
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
-    }
+    let res = tokio::task::spawn_blocking(move || db.list_alert_filters()).await;
+    answer(res, |rows| Json(json!({"items": rows})).into_response())
 }
 
 pub(super) async fn delete_filter(State(st): Shared, Path(id): Path<i64>) -> Response {
-    let db = st.db.clone();
-    match tokio::task::spawn_blocking(move || db.delete_alert_filter(id).map(|d| (d, db))).await {
-        Ok(Ok((true, db))) => {
-            if let Err(e) = st.alert_filters.reload(&db) {
-                tracing::error!(error = %e, "alert filters cannot be reloaded");
-            }
-            StatusCode::NO_CONTENT.into_response()
+    let state = st.clone();
+    let res = tokio::task::spawn_blocking(move || {
+        let deleted = state.db.delete_alert_filter(id)?;
+        if deleted {
+            state.alert_filters.reload(&state.db)?;
         }
-        Ok(Ok((false, _))) => error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no alert filter {id}"),
-        ),
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
-    }
+        Ok(deleted)
+    })
+    .await;
+    answer(res, |deleted| {
+        if deleted {
+            StatusCode::NO_CONTENT.into_response()
+        } else {
+            error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no alert filter {id}"),
+            )
+        }
+    })
 }
