@@ -152,7 +152,7 @@ impl Format {
         if name == "auditd" {
             return Ok(Format::Auditd);
         }
-        let registry = vigie_parse::Registry::builtin();
+        let registry = vigie_parse::Registry::shared();
         if registry.get(name).is_some() {
             return Ok(Format::Parser(name.to_owned()));
         }

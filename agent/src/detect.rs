@@ -68,16 +68,8 @@ impl DetectSection {
 
 /// Loads the pack `cfg` describes.
 pub fn load_pack(cfg: &DetectSection) -> anyhow::Result<(RuleSet, LoadReport)> {
-    let mut mappings = Vec::new();
-    for m in &cfg.mappings {
-        if m.is_dir() {
-            mappings.extend(vigie_detect::load_mapping_dir(m)?);
-        } else {
-            mappings.push(vigie_detect::load_mapping_file(m)?);
-        }
-    }
     let opts = LoadOptions {
-        mappings,
+        mappings: vigie_detect::load_mappings(&cfg.mappings)?,
         placeholders: cfg.placeholders.clone(),
         drop_rules: cfg.drop_rules.iter().cloned().collect::<BTreeSet<_>>(),
     };

@@ -72,7 +72,7 @@ impl Decoder {
         use crate::config::Format;
         match format {
             Format::Codec(c) => Decoder::Codec(*c),
-            Format::Parser(name) => match vigie_parse::Registry::builtin().get(name) {
+            Format::Parser(name) => match vigie_parse::Registry::shared().get(name) {
                 Some(p) => Decoder::Parser(Box::new(p.clone())),
                 // Checked when the configuration was read.
                 None => Decoder::Codec(Codec::Plain),

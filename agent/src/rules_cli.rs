@@ -23,14 +23,10 @@ const MAX_EVENT_LINE_BYTES: usize = 1024 * 1024;
 
 /// Loads `rules` with the mappings under `mappings`.
 pub fn load(rules: &[PathBuf], mappings: &[PathBuf]) -> Result<(RuleSet, LoadReport)> {
-    let mut opts = LoadOptions::default();
-    for m in mappings {
-        if m.is_dir() {
-            opts.mappings.extend(vigie_detect::load_mapping_dir(m)?);
-        } else {
-            opts.mappings.push(vigie_detect::load_mapping_file(m)?);
-        }
-    }
+    let opts = LoadOptions {
+        mappings: vigie_detect::load_mappings(mappings)?,
+        ..LoadOptions::default()
+    };
     Ok(RuleSet::load(rules, &opts)?)
 }
 

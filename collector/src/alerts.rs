@@ -32,17 +32,7 @@ pub fn urgency(level: &str) -> i64 {
     }
 }
 
-fn get<'a>(ev: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
-    if let Some(v) = ev.get(path) {
-        return Some(v);
-    }
-    let mut parts = path.split('.');
-    let mut cur = ev.get(parts.next()?)?;
-    for p in parts {
-        cur = cur.get(p)?;
-    }
-    Some(cur)
-}
+use vigie_event::get_path as get;
 
 fn get_str<'a>(ev: &'a Map<String, Value>, path: &str) -> Option<&'a str> {
     get(ev, path).and_then(Value::as_str)

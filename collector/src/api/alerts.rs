@@ -61,6 +61,14 @@ fn answer<T>(
     }
 }
 
+/// An alert's JSON, or `404` when there is no alert `id`.
+fn alert_or_404(body: Option<Value>, id: i64) -> Response {
+    match body {
+        Some(body) => Json(body).into_response(),
+        None => error(StatusCode::NOT_FOUND, "not_found", format!("no alert {id}")),
+    }
+}
+
 fn bad(code: &str, message: String) -> Response {
     error(StatusCode::BAD_REQUEST, code, message)
 }
@@ -157,10 +165,7 @@ pub(super) async fn get_alert(State(st): Shared, Path(id): Path<i64>) -> Respons
         Ok::<_, crate::db::DbError>(Some(body))
     })
     .await;
-    answer(res, |body| match body {
-        Some(body) => Json(body).into_response(),
-        None => error(StatusCode::NOT_FOUND, "not_found", format!("no alert {id}")),
-    })
+    answer(res, |body| alert_or_404(body, id))
 }
 
 #[derive(Debug, Deserialize)]
@@ -245,10 +250,7 @@ pub(super) async fn patch_alert(
         }
     })
     .await;
-    answer(res, |body| match body {
-        Some(body) => Json(body).into_response(),
-        None => error(StatusCode::NOT_FOUND, "not_found", format!("no alert {id}")),
-    })
+    answer(res, |body| alert_or_404(body, id))
 }
 
 #[derive(Debug, Deserialize)]

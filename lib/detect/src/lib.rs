@@ -55,7 +55,7 @@ mod route;
 
 pub use event::SigmaView;
 pub use load::{rule_files, LoadReport, Rejection, MAX_RULE_FILE_BYTES};
-pub use mapping::{load_mapping_dir, load_mapping_file};
+pub use mapping::{load_mapping_dir, load_mapping_file, load_mappings};
 
 /// Errors that stop a pack from loading at all (a rule path or a mapping that cannot be read).
 /// A bad rule is not an error: it is a [`Rejection`] in the report.
@@ -267,7 +267,15 @@ impl RuleSet {
 
     /// The detection rules that match `event`, routed by its logsource tags.
     pub fn evaluate(&self, event: &Event) -> Vec<Arc<Rule>> {
-        let view = SigmaView::new(event).with_fallbacks(&self.fallbacks);
+        self.evaluate_map(event.as_map())
+    }
+
+    /// [`RuleSet::evaluate`] on a bare JSON object (an event as the collector stores it).
+    pub fn evaluate_map(
+        &self,
+        event: &serde_json::Map<String, serde_json::Value>,
+    ) -> Vec<Arc<Rule>> {
+        let view = SigmaView::from_map(event).with_fallbacks(&self.fallbacks);
         let results = self.router.evaluate(&view, &tags_of(event));
         results
             .iter()
@@ -278,13 +286,11 @@ impl RuleSet {
             .collect()
     }
 
-    /// Evaluates a raw JSON object (a test event) without logsource routing unless it carries
-    /// `vigie.logsource` tags.
+    /// Evaluates a raw JSON value (a test event); anything but an object matches nothing.
     pub fn evaluate_value(&self, value: &serde_json::Value) -> Vec<Arc<Rule>> {
-        match Event::from_value(value.clone()) {
-            Some(e) => self.evaluate(&e),
-            None => Vec::new(),
-        }
+        value
+            .as_object()
+            .map_or_else(Vec::new, |m| self.evaluate_map(m))
     }
 
     /// Number of detection rules loaded.
@@ -352,8 +358,9 @@ fn action_of(rule: &SigmaRule, drop_rules: &BTreeSet<String>) -> Action {
 }
 
 /// The event's `vigie.logsource` tags, lowercased.
-fn tags_of(event: &Event) -> route::Tags {
-    let Some(tags) = event.get("vigie.logsource").and_then(|v| v.as_object()) else {
+fn tags_of(event: &serde_json::Map<String, serde_json::Value>) -> route::Tags {
+    let Some(tags) = vigie_event::get_path(event, "vigie.logsource").and_then(|v| v.as_object())
+    else {
         return route::Tags::default();
     };
     let get = |k: &str| {

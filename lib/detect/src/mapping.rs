@@ -33,6 +33,19 @@ pub fn load_mapping_dir(dir: &Path) -> Result<Vec<Pipeline>, DetectError> {
     files.iter().map(|f| load_mapping_file(f)).collect()
 }
 
+/// Loads the mappings of `paths`: each a directory (see [`load_mapping_dir`]) or a file.
+pub fn load_mappings(paths: &[PathBuf]) -> Result<Vec<Pipeline>, DetectError> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            out.extend(load_mapping_dir(p)?);
+        } else {
+            out.push(load_mapping_file(p)?);
+        }
+    }
+    Ok(out)
+}
+
 /// Loads one mapping pipeline.
 pub fn load_mapping_file(path: &Path) -> Result<Pipeline, DetectError> {
     let text = crate::load::read_capped(path, MAX_MAPPING_BYTES)?;

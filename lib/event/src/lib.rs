@@ -311,7 +311,8 @@ fn split_first(path: &str) -> (&str, Option<&str>) {
     }
 }
 
-fn get_path<'a>(map: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
+/// [`Event::get`] on a bare JSON object (an event not wrapped in [`Event`]).
+pub fn get_path<'a>(map: &'a Map<String, Value>, path: &str) -> Option<&'a Value> {
     match nested_get(map, path) {
         None if path.contains('.') => map.get(path),
         found => found,

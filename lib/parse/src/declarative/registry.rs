@@ -71,6 +71,13 @@ impl Registry {
         reg
     }
 
+    /// The built-in parsers, compiled once per process and shared (what [`Registry::builtin`]
+    /// returns, without compiling them again at each call).
+    pub fn shared() -> &'static Registry {
+        static SHARED: std::sync::OnceLock<Registry> = std::sync::OnceLock::new();
+        SHARED.get_or_init(Registry::builtin)
+    }
+
     /// Why built-in parsers were left out by [`Registry::builtin`] (empty in a sound build).
     pub fn builtin_errors(&self) -> &[ParserError] {
         &self.builtin_errors
