@@ -72,6 +72,7 @@ pub fn load_pack(cfg: &DetectSection) -> anyhow::Result<(RuleSet, LoadReport)> {
         mappings: vigie_detect::load_mappings(&cfg.mappings)?,
         placeholders: cfg.placeholders.clone(),
         drop_rules: cfg.drop_rules.iter().cloned().collect::<BTreeSet<_>>(),
+        disabled: BTreeSet::new(),
     };
     Ok(RuleSet::load(&cfg.rules, &opts)?)
 }

@@ -91,7 +91,11 @@ pub fn detections(agent_id: &str, events: &[Map<String, Value>]) -> Vec<(usize, 
             };
             let title = d.get("title").and_then(Value::as_str).unwrap_or(rule_id);
             let level = d.get("level").and_then(Value::as_str).unwrap_or("medium");
-            push(rule_id.into(), title.into(), level.into(), "edge");
+            let origin = match d.get("origin").and_then(Value::as_str) {
+                Some("central") => "central",
+                _ => "edge",
+            };
+            push(rule_id.into(), title.into(), level.into(), origin);
         }
         if external {
             let source = get_str(ev, "event.dataset")
@@ -114,6 +118,20 @@ pub fn detections(agent_id: &str, events: &[Map<String, Value>]) -> Vec<(usize, 
         }
     }
     out
+}
+
+/// The event an alert filter sees for a detection without one (a correlation): its entities
+/// as fields (`{"source": {"ip": "203.0.113.9"}}`) and `rule.id` / `rule.name`.
+pub fn entity_event(d: &NewDetection) -> Map<String, Value> {
+    let mut ev = vigie_event::Event::new();
+    if let Ok(Value::Object(entities)) = serde_json::from_str::<Value>(&d.entities) {
+        for (k, v) in entities {
+            ev.set(&k, v);
+        }
+    }
+    ev.set("rule.id", d.rule_id.clone());
+    ev.set("rule.name", d.rule_title.clone());
+    ev.into_map()
 }
 
 /// Copies the events that `detections` point at, and points them at the copies.

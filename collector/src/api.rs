@@ -34,6 +34,7 @@ use crate::store::{parse_query, Store};
 
 pub mod agent;
 pub mod alerts;
+pub mod rules;
 
 pub use agent::{authenticate_agent, AgentRefusal, STATS_MAX_BODY_BYTES};
 use agent::{enroll, post_batch, post_stats};
@@ -51,6 +52,8 @@ pub struct AppState {
     pub started: Instant,
     /// Alert filters in force.
     pub alert_filters: crate::alert_filters::AlertFilters,
+    /// Central detection: the rule pack and the correlations.
+    pub central: Arc<crate::central::Central>,
 }
 
 type Shared = State<Arc<AppState>>;
@@ -80,11 +83,24 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/alerts/{id}",
             get(alerts::get_alert).patch(alerts::patch_alert),
         )
+        .route(
+            "/rules",
+            get(rules::list_rules)
+                .post(rules::post_rules)
+                .layer(DefaultBodyLimit::max(rules::MAX_RULES_BODY_BYTES + 1)),
+        )
+        .route(
+            "/rules/{id}",
+            get(rules::get_rule).delete(rules::delete_rule),
+        )
+        .route("/rules/{id}/enable", post(rules::enable_rule))
+        .route("/rules/{id}/disable", post(rules::disable_rule))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
         .route("/health", get(health));
     Router::new()
         .route("/v1/enroll", post(enroll))
         .route("/v1/batches", post(post_batch))
+        .route(vigie_wire::RULEPACK_PATH, get(rules::get_rulepack))
         .route(
             STATS_PATH,
             post(post_stats).layer(DefaultBodyLimit::max(STATS_MAX_BODY_BYTES)),
@@ -146,6 +162,8 @@ async fn health(State(st): Shared) -> Response {
 
 async fn metrics(State(st): Shared) -> Response {
     let stats = st.store.stats();
+    let pack = st.central.pack();
+    let (corr, states, pending) = st.central.correlation_stats();
     let agents = st.db.agents().map(|a| a.len()).unwrap_or(0);
     let mut text = st.metrics.render(&[
         ("vigie_agents", "Enrolled agents", agents as f64),
@@ -164,6 +182,41 @@ async fn metrics(State(st): Shared) -> Response {
             "vigie_quota_tracked_agents",
             "Agents whose ingest quota state is held in memory",
             st.quotas.tracked_agents() as f64,
+        ),
+        (
+            "vigie_rules",
+            "Detection rules in the collector's pack",
+            pack.set.len() as f64,
+        ),
+        (
+            "vigie_rulepack_revision",
+            "Revision of the collector's rule pack",
+            pack.revision as f64,
+        ),
+        (
+            "vigie_correlation_states",
+            "Correlation window states held (one per correlation and group)",
+            states as f64,
+        ),
+        (
+            "vigie_correlation_pending_events",
+            "Detections waiting to be fed to correlations in event-time order",
+            pending as f64,
+        ),
+        (
+            "vigie_correlation_fired_total",
+            "Correlations fired",
+            corr.fired as f64,
+        ),
+        (
+            "vigie_correlation_late_dropped_total",
+            "Detections too late for the correlation windows (beyond the lateness), left out",
+            corr.late_dropped as f64,
+        ),
+        (
+            "vigie_correlation_state_evicted_total",
+            "Correlation window states evicted because max_state_entries was reached",
+            corr.state_evicted as f64,
         ),
     ]);
     match st.db.fleet_drops() {
@@ -406,5 +459,7 @@ async fn dead_letters(State(st): Shared, Query(p): Query<DeadLetterParams>) -> R
     }
 }
 
+#[cfg(test)]
+mod rules_tests;
 #[cfg(test)]
 mod tests;

@@ -32,6 +32,84 @@ pub struct CollectorConfig {
     /// Enrollment of agents.
     #[serde(default)]
     pub enrollment: EnrollmentConfig,
+    /// Central detection: the rule pack (also served to agents) and correlations.
+    #[serde(default)]
+    pub detection: DetectionConfig,
+}
+
+/// `[detection]`: the rule pack the collector runs and serves to agents (`GET /v1/rulepack`).
+///
+/// The pack is the rule files below plus the rules posted through `POST /api/v1/rules`,
+/// minus the rules disabled through the API. Events that an agent already evaluated with the
+/// same pack version are not evaluated again; the others (SaaS intakes, connectors, agents on
+/// another pack or without detection) are.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectionConfig {
+    /// Sigma rule files or directories (walked for `*.yml` / `*.yaml`).
+    #[serde(default)]
+    pub rules: Vec<PathBuf>,
+    /// Field-mapping files or directories (pySigma pipelines, as in `rules/mappings/`).
+    #[serde(default)]
+    pub mappings: Vec<PathBuf>,
+    /// Values of `%name%` placeholders (rules with the `expand` modifier).
+    #[serde(default)]
+    pub placeholders: std::collections::BTreeMap<String, Vec<String>>,
+    /// Correlation windows and state.
+    #[serde(default)]
+    pub correlation: CorrelationConfig,
+}
+
+/// `[detection.correlation]`: bounds of the correlation state.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorrelationConfig {
+    /// How late (event time) a detection may arrive and still count in its window. Correlation
+    /// alerts wait this long for stragglers.
+    #[serde(default = "default_lateness_secs")]
+    pub lateness_secs: u64,
+    /// Detections waiting to be put in event-time order, at most.
+    #[serde(default = "default_max_pending_events")]
+    pub max_pending_events: usize,
+    /// Window states (one per correlation and group-by value) kept, at most; beyond, the
+    /// stalest are evicted and counted (`vigie_correlation_state_evicted_total`).
+    #[serde(default = "default_max_state_entries")]
+    pub max_state_entries: usize,
+    /// Entries kept per window state, at most.
+    #[serde(default = "default_max_group_entries")]
+    pub max_group_entries: usize,
+    /// How often the correlation state is saved to the database (it is also saved at a clean
+    /// stop), so a restart resumes the open windows.
+    #[serde(default = "default_state_save_interval_secs")]
+    pub state_save_interval_secs: u64,
+}
+
+fn default_lateness_secs() -> u64 {
+    10
+}
+fn default_max_pending_events() -> usize {
+    100_000
+}
+fn default_max_state_entries() -> usize {
+    100_000
+}
+fn default_max_group_entries() -> usize {
+    10_000
+}
+fn default_state_save_interval_secs() -> u64 {
+    5
+}
+
+impl Default for CorrelationConfig {
+    fn default() -> Self {
+        CorrelationConfig {
+            lateness_secs: default_lateness_secs(),
+            max_pending_events: default_max_pending_events(),
+            max_state_entries: default_max_state_entries(),
+            max_group_entries: default_max_group_entries(),
+            state_save_interval_secs: default_state_save_interval_secs(),
+        }
+    }
 }
 
 /// Certificates and keys (PEM files).
@@ -290,6 +368,14 @@ impl CollectorConfig {
         fix(&mut self.tls.ca_key_file);
         fix(&mut self.tls.cert_file);
         fix(&mut self.tls.key_file);
+        for p in self
+            .detection
+            .rules
+            .iter_mut()
+            .chain(self.detection.mappings.iter_mut())
+        {
+            fix(p);
+        }
     }
 
     fn validate(&self) -> Result<(), String> {
@@ -310,6 +396,13 @@ impl CollectorConfig {
             );
         }
         i.validate_quotas()?;
+        let c = &self.detection.correlation;
+        if c.max_state_entries == 0 || c.max_pending_events == 0 || c.max_group_entries == 0 {
+            return Err("detection.correlation: max_state_entries, max_pending_events and max_group_entries must be at least 1".into());
+        }
+        if c.lateness_secs > 86_400 {
+            return Err("detection.correlation.lateness_secs must be at most 86400 (a day)".into());
+        }
         if self.enrollment.cert_validity_days == 0 {
             return Err("enrollment.cert_validity_days must be at least 1".into());
         }

@@ -743,9 +743,11 @@ fn truncate_at_char(s: &str, max: usize) -> &str {
 
 mod alert_filters;
 mod alerts;
+mod rules;
 mod schema;
 
 pub use alert_filters::FilterRow;
+pub use rules::ApiRule;
 pub use alerts::{AlertFilter, AlertRow, AlertSort, HistoryRow, NewDetection, Raised};
 #[cfg(test)]
 mod tests;

@@ -6,6 +6,7 @@
 pub mod alert_filters;
 pub mod alerts;
 pub mod api;
+pub mod central;
 pub mod config;
 pub mod db;
 pub mod ingest;

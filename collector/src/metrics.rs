@@ -35,6 +35,12 @@ pub struct Metrics {
     pub batches_throttled_global: AtomicU64,
     pub stats_reports: AtomicU64,
     pub stats_refused: AtomicU64,
+    /// Events the collector ran its rule pack on (not evaluated at the edge with it).
+    pub events_evaluated_central: AtomicU64,
+    /// Events evaluated at the edge with the collector's pack version, not evaluated again.
+    pub events_trusted_edge: AtomicU64,
+    /// Central rule matches added to events.
+    pub detections_central: AtomicU64,
 }
 
 /// One labelled sample: (label value, value).
@@ -62,7 +68,22 @@ pub fn add(counter: &AtomicU64, n: u64) {
 impl Metrics {
     /// Renders every counter, plus the gauges given by the caller.
     pub fn render(&self, gauges: &[(&str, &str, f64)]) -> String {
-        let counters: [(&str, &str, &AtomicU64); 19] = [
+        let counters: [(&str, &str, &AtomicU64); 22] = [
+            (
+                "vigie_events_evaluated_central_total",
+                "Events the collector ran its rule pack on (not evaluated at the edge with the same pack)",
+                &self.events_evaluated_central,
+            ),
+            (
+                "vigie_events_trusted_edge_total",
+                "Events evaluated at the edge with the collector's pack version, not evaluated again",
+                &self.events_trusted_edge,
+            ),
+            (
+                "vigie_detections_central_total",
+                "Rule matches found by the collector (central detection)",
+                &self.detections_central,
+            ),
             (
                 "vigie_alerts_muted_total",
                 "Detections muted by alert filters",

@@ -72,7 +72,16 @@ pub async fn start(cfg: CollectorConfig, listener: Option<TcpListener>) -> Resul
     let addr = listener.local_addr()?;
     let alert_filters =
         crate::alert_filters::AlertFilters::load(&db).context("loading the alert filters")?;
+    let central = Arc::new(
+        crate::central::Central::start(&cfg.detection, db.clone())
+            .context("loading the rule pack ([detection])")?,
+    );
+    {
+        let pack = central.pack();
+        tracing::info!(version = %pack.version(), revision = pack.revision, rules = pack.set.len(), correlations = pack.set.correlations().len(), rejected = pack.report.rejected.len(), "rule pack loaded");
+    }
     let state = Arc::new(AppState {
+        central,
         quotas: Quotas::new(&cfg.ingest),
         cfg,
         db: db.clone(),
@@ -85,6 +94,7 @@ pub async fn start(cfg: CollectorConfig, listener: Option<TcpListener>) -> Resul
     });
     let shutdown = CancellationToken::new();
     spawn_retention(store, db.clone(), shutdown.clone());
+    spawn_correlation_clock(state.clone(), shutdown.clone());
     let serve = tokio::spawn(listener::serve(
         listener,
         Arc::new(tls),
@@ -99,6 +109,43 @@ pub async fn start(cfg: CollectorConfig, listener: Option<TcpListener>) -> Resul
         serve,
         indexer: indexer_join,
     })
+}
+
+/// Moves the correlation watermark with the clock every second (a window closes even when no
+/// new detection arrives), raising what fired, and saves the correlation state.
+fn spawn_correlation_clock(state: Arc<AppState>, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        let mut last_save = Instant::now();
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+            let st = state.clone();
+            let fired = tokio::task::spawn_blocking(move || st.central.tick(Utc::now()))
+                .await
+                .unwrap_or_default();
+            if !fired.is_empty() {
+                let events: Vec<_> = fired.iter().map(crate::alerts::entity_event).collect();
+                let detections: Vec<_> = fired.into_iter().enumerate().collect();
+                crate::api::agent::filter_and_raise(&state, detections, events).await;
+            }
+            if last_save.elapsed() >= state.central.save_interval() {
+                last_save = Instant::now();
+                save_correlations(&state).await;
+            }
+        }
+        save_correlations(&state).await;
+    });
+}
+
+async fn save_correlations(state: &Arc<AppState>) {
+    let st = state.clone();
+    match tokio::task::spawn_blocking(move || st.central.save_state()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(error = %e, "cannot save the correlation state"),
+        Err(e) => tracing::warn!(error = %e, "cannot save the correlation state"),
+    }
 }
 
 /// How long batch ids are remembered for duplicate detection. An agent
@@ -135,6 +182,7 @@ impl Running {
     pub async fn stop(self) {
         self.shutdown.cancel();
         let _ = self.serve.await;
+        save_correlations(&self.state).await;
         // The router (and so the indexer handle) lives in connection tasks
         // that end with the shutdown; the state holds the last handle.
         drop(self.state);

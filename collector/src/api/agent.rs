@@ -234,7 +234,11 @@ pub(super) async fn post_batch(
     let st2 = st.clone();
     let aid = agent_id.clone();
     let decoded = tokio::task::spawn_blocking(move || {
-        decode_batch(&body, gzip, &st2.cfg.ingest, &aid, Utc::now())
+        decode_batch(&body, gzip, &st2.cfg.ingest, &aid, Utc::now()).map(|mut d| {
+            let counts = st2.central.evaluate(&mut d.events);
+            count_central(&st2, counts);
+            d
+        })
     })
     .await;
     let decoded = match decoded {
@@ -271,18 +275,7 @@ pub(super) async fn post_batch(
         .submit(agent_id.clone(), batch.clone(), decoded.events)
         .await;
     if matches!(outcome, Ok(IndexOutcome::Stored(_))) && !detections.is_empty() {
-        let (detections, muted) = st.alert_filters.apply(detections, &kept_events, Utc::now());
-        if !muted.is_empty() {
-            let db = st.db.clone();
-            match tokio::task::spawn_blocking(move || db.add_muted(&muted)).await {
-                Ok(Ok(n)) => add(&st.metrics.alerts_muted, n),
-                Ok(Err(e)) => tracing::warn!(error = %e, "cannot count what alert filters muted"),
-                Err(e) => tracing::warn!(error = %e, "cannot count what alert filters muted"),
-            }
-        }
-        if !detections.is_empty() {
-            raise_alerts(&st, detections).await;
-        }
+        after_store(&st, detections, kept_events).await;
     }
     match outcome {
         Ok(IndexOutcome::Duplicate) => Json(Ack {
@@ -324,8 +317,82 @@ pub(super) async fn post_batch(
     }
 }
 
+/// Counts what central detection did to a batch.
+pub(crate) fn count_central(st: &AppState, counts: crate::central::EvalCounts) {
+    add(&st.metrics.events_evaluated_central, counts.evaluated);
+    add(&st.metrics.events_trusted_edge, counts.trusted);
+    add(&st.metrics.detections_central, counts.matches);
+}
+
+/// What follows the durable store of events with detections: the correlations are fed, and
+/// the detections that raise alerts of their own (and the correlations that fired) go
+/// through the alert filters, then become or join alerts.
+pub(crate) async fn after_store(
+    st: &std::sync::Arc<AppState>,
+    detections: Vec<(usize, crate::db::NewDetection)>,
+    events: Vec<serde_json::Map<String, serde_json::Value>>,
+) {
+    let st2 = st.clone();
+    let joined = tokio::task::spawn_blocking(move || {
+        let mut by_event: Vec<Vec<&str>> = vec![Vec::new(); events.len()];
+        for (i, d) in &detections {
+            if d.origin != "external" {
+                if let Some(v) = by_event.get_mut(*i) {
+                    v.push(d.rule_id.as_str());
+                }
+            }
+        }
+        let feed: Vec<_> = events
+            .iter()
+            .zip(by_event)
+            .filter(|(_, r)| !r.is_empty())
+            .collect();
+        let fired = st2.central.correlate(&feed, Utc::now());
+        let mut own: Vec<(usize, crate::db::NewDetection)> = detections
+            .into_iter()
+            .filter(|(_, d)| d.origin == "external" || st2.central.alerts_on(&d.rule_id))
+            .collect();
+        let mut events = events;
+        for d in fired {
+            own.push((events.len(), d.clone()));
+            events.push(crate::alerts::entity_event(&d));
+        }
+        (own, events)
+    })
+    .await;
+    let Ok((detections, events)) = joined else {
+        tracing::error!("alert processing failed; the events are stored");
+        return;
+    };
+    filter_and_raise(st, detections, events).await;
+}
+
+/// Passes detections (each pointing at its event in `events`) through the alert filters,
+/// counts what they muted, and raises alerts for the rest.
+pub(crate) async fn filter_and_raise(
+    st: &std::sync::Arc<AppState>,
+    detections: Vec<(usize, crate::db::NewDetection)>,
+    events: Vec<serde_json::Map<String, serde_json::Value>>,
+) {
+    if detections.is_empty() {
+        return;
+    }
+    let (detections, muted) = st.alert_filters.apply(detections, &events, Utc::now());
+    if !muted.is_empty() {
+        let db = st.db.clone();
+        match tokio::task::spawn_blocking(move || db.add_muted(&muted)).await {
+            Ok(Ok(n)) => add(&st.metrics.alerts_muted, n),
+            Ok(Err(e)) => tracing::warn!(error = %e, "cannot count what alert filters muted"),
+            Err(e) => tracing::warn!(error = %e, "cannot count what alert filters muted"),
+        }
+    }
+    if !detections.is_empty() {
+        raise_alerts(st, detections).await;
+    }
+}
+
 /// Raises (or groups) the alerts of a stored batch's detections.
-async fn raise_alerts(st: &AppState, detections: Vec<crate::db::NewDetection>) {
+pub(crate) async fn raise_alerts(st: &AppState, detections: Vec<crate::db::NewDetection>) {
     let db = st.db.clone();
     let n = detections.len();
     match tokio::task::spawn_blocking(move || db.raise_alerts(&detections, Utc::now())).await {

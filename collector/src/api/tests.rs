@@ -24,12 +24,12 @@ use crate::listener::Peer;
 use crate::quota::{Quotas, MAX_RETRY_AFTER_SECS};
 use crate::store::{Store, StoreConfig};
 
-const TOKEN: &str = "vga_test_admin_token";
+pub(super) const TOKEN: &str = "vga_test_admin_token";
 
-struct Harness {
+pub(super) struct Harness {
     _dir: tempfile::TempDir,
-    app: Router,
-    state: Arc<AppState>,
+    pub(super) app: Router,
+    pub(super) state: Arc<AppState>,
     ca: CertifiedKey,
 }
 
@@ -45,7 +45,7 @@ fn ingest(agent_rate: u32, agent_burst: u32, rate: u32, burst: u32) -> IngestCon
     }
 }
 
-fn harness(ingest: IngestConfig) -> Harness {
+pub(super) fn harness(ingest: IngestConfig) -> Harness {
     ingest.validate_quotas().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_owned();
@@ -61,6 +61,7 @@ fn harness(ingest: IngestConfig) -> Harness {
         storage: StorageConfig::default(),
         ingest,
         enrollment: EnrollmentConfig::default(),
+        detection: Default::default(),
     };
     let db = Arc::new(Db::open(&cfg.db_path()).unwrap());
     db.add_api_token("admin", TOKEN).unwrap();
@@ -85,7 +86,9 @@ fn harness(ingest: IngestConfig) -> Harness {
     .unwrap();
     let ca = pki::create_ca("test").unwrap();
     let alert_filters = crate::alert_filters::AlertFilters::load(&db).unwrap();
+    let central = Arc::new(crate::central::Central::start(&cfg.detection, db.clone()).unwrap());
     let state = Arc::new(AppState {
+        central,
         quotas: Quotas::new(&cfg.ingest),
         cfg,
         db,
@@ -107,7 +110,7 @@ fn harness(ingest: IngestConfig) -> Harness {
 impl Harness {
     /// A client certificate (DER) for `id`, enrolled here unless `enrolled`
     /// is false.
-    fn agent(&self, id: &str, enrolled: bool) -> Peer {
+    pub(super) fn agent(&self, id: &str, enrolled: bool) -> Peer {
         let (csr, _key) = pki::generate_csr().unwrap();
         let signed = pki::sign_csr(&self.ca, &csr, id, 30).unwrap();
         if enrolled {
@@ -130,7 +133,10 @@ impl Harness {
         }
     }
 
-    async fn call(&self, req: Request<Body>) -> (StatusCode, axum::http::HeaderMap, Value) {
+    pub(super) async fn call(
+        &self,
+        req: Request<Body>,
+    ) -> (StatusCode, axum::http::HeaderMap, Value) {
         let resp = self.app.clone().oneshot(req).await.unwrap();
         let status = resp.status();
         let headers = resp.headers().clone();
@@ -175,7 +181,7 @@ impl Harness {
         (status, body)
     }
 
-    async fn get(&self, path: &str) -> Value {
+    pub(super) async fn get(&self, path: &str) -> Value {
         let req = Request::get(path)
             .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
             .body(Body::empty())
@@ -185,7 +191,7 @@ impl Harness {
         body
     }
 
-    async fn metrics(&self) -> String {
+    pub(super) async fn metrics(&self) -> String {
         let req = Request::get("/metrics").body(Body::empty()).unwrap();
         let resp = self.app.clone().oneshot(req).await.unwrap();
         let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
@@ -412,7 +418,7 @@ fn times_accept_rfc3339_and_relative() {
 }
 
 impl Harness {
-    async fn lines(&self, peer: &Peer, id: &str, body: String) -> (StatusCode, Value) {
+    pub(super) async fn lines(&self, peer: &Peer, id: &str, body: String) -> (StatusCode, Value) {
         let req = Request::post("/v1/batches")
             .header(vigie_wire::BATCH_HEADER, id)
             .header(header::CONTENT_TYPE, "application/x-ndjson")
@@ -423,7 +429,12 @@ impl Harness {
         (status, body)
     }
 
-    async fn send_json(&self, method: &str, path: &str, body: Value) -> (StatusCode, Value) {
+    pub(super) async fn send_json(
+        &self,
+        method: &str,
+        path: &str,
+        body: Value,
+    ) -> (StatusCode, Value) {
         let req = Request::builder()
             .method(method)
             .uri(path)

@@ -155,6 +155,34 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (filter_id, agent_id, event_id, rule_id)
     ) WITHOUT ROWID;
     ",
+    // 7: central detection: rules posted through the API, rules disabled by an analyst
+    // (either origin), the history of rule-pack versions, the saved correlation state.
+    "
+    CREATE TABLE rules (
+        id         TEXT PRIMARY KEY,
+        yaml       TEXT NOT NULL,
+        created_by TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE rules_disabled (
+        id          TEXT PRIMARY KEY,
+        disabled_by TEXT NOT NULL,
+        disabled_at TEXT NOT NULL
+    );
+    CREATE TABLE rulepacks (
+        revision     INTEGER PRIMARY KEY AUTOINCREMENT,
+        version      TEXT NOT NULL UNIQUE,
+        rules        INTEGER NOT NULL,
+        correlations INTEGER NOT NULL,
+        created_at   TEXT NOT NULL
+    );
+    CREATE TABLE correlation_state (
+        id       INTEGER PRIMARY KEY CHECK (id = 1),
+        state    TEXT NOT NULL,
+        saved_at TEXT NOT NULL
+    );
+    ",
 ];
 
 /// Applies the migrations the file has not seen yet, in one transaction.

@@ -47,15 +47,17 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use vigie_event::Event;
 
+mod correlate;
 mod event;
 mod load;
 mod mapping;
 mod rewrite;
 mod route;
 
+pub use correlate::{CorrelationHit, Correlator, CorrelatorConfig, CorrelatorStats};
 pub use event::SigmaView;
-pub use load::{rule_files, LoadReport, Rejection, MAX_RULE_FILE_BYTES};
-pub use mapping::{load_mapping_dir, load_mapping_file, load_mappings};
+pub use load::{read_sources, rule_files, LoadReport, Rejection, MAX_RULE_FILE_BYTES};
+pub use mapping::{load_mapping_dir, load_mapping_file, load_mappings, parse_mapping};
 
 /// Errors that stop a pack from loading at all (a rule path or a mapping that cannot be read).
 /// A bad rule is not an error: it is a [`Rejection`] in the report.
@@ -69,6 +71,12 @@ pub enum DetectError {
         path: PathBuf,
         /// What went wrong.
         message: String,
+    },
+    /// The correlations of a pack cannot be set up, or their saved state does not read.
+    #[error("correlation: {reason}")]
+    Correlation {
+        /// What went wrong.
+        reason: String,
     },
     /// A mapping file is not a valid processing pipeline.
     #[error("mapping {}: {reason}", path.display())]
@@ -98,6 +106,9 @@ pub struct LoadOptions {
     pub placeholders: BTreeMap<String, Vec<String>>,
     /// Ids of rules that act as filters: a match drops the event instead of tagging it.
     pub drop_rules: BTreeSet<String>,
+    /// Ids (or names) of rules and correlations left out of the pack (disabled by an analyst).
+    /// A correlation referring to a disabled rule is rejected.
+    pub disabled: BTreeSet<String>,
 }
 
 /// What a matching rule does to the event.
@@ -122,6 +133,11 @@ pub struct Rule {
     /// What a match does.
     #[serde(skip)]
     pub action: Action,
+    /// Whether a match raises an alert of its own. False for a rule that correlations refer
+    /// to, unless one of them says `generate: true` (Sigma's default for correlated rules):
+    /// its matches still tag the event and feed the correlations.
+    #[serde(skip)]
+    pub alert: bool,
     /// The file the rule came from.
     #[serde(skip)]
     pub file: PathBuf,
@@ -133,6 +149,10 @@ pub struct RuleSet {
     fallbacks: HashMap<String, Vec<String>>,
     rules: HashMap<String, Arc<Rule>>,
     correlations: Vec<CorrelationRule>,
+    /// The detection rules correlations refer to (by id or name), before the mappings.
+    referenced: Vec<SigmaRule>,
+    /// The mappings and placeholder pipeline, by priority.
+    pipelines: Vec<Pipeline>,
     version: String,
 }
 
@@ -165,6 +185,18 @@ impl RuleSet {
         Self::build(parsed, report, opts)
     }
 
+    /// Loads a pack given as named texts (`(name, yaml)`, e.g. a rule pack served by the
+    /// collector). Loading the same names and texts with the same options gives the same
+    /// [`RuleSet::version`] as loading files of those names.
+    pub fn load_sources(sources: &[(String, String)], opts: &LoadOptions) -> (Self, LoadReport) {
+        let mut report = LoadReport::default();
+        let mut parsed = load::Parsed::empty();
+        for (name, text) in sources {
+            parsed.extend(load::parse_text(Path::new(name), text, &mut report));
+        }
+        Self::build(parsed, report, opts)
+    }
+
     fn build(
         parsed: load::Parsed,
         mut report: LoadReport,
@@ -182,6 +214,15 @@ impl RuleSet {
         let mut keep: Vec<(&SigmaRule, &PathBuf)> = Vec::new();
         for (rule, file) in filtered.iter().zip(&parsed.rule_files) {
             let key = rule_key(rule);
+            if is_disabled(
+                &opts.disabled,
+                rule.id.as_deref(),
+                rule.name.as_deref(),
+                &key,
+            ) {
+                report.disabled += 1;
+                continue;
+            }
             let unsupplied: Vec<String> = mapping::placeholders_of(rule)
                 .into_iter()
                 .filter(|p| !opts.placeholders.contains_key(p))
@@ -234,6 +275,7 @@ impl RuleSet {
                 title: rule.title.clone(),
                 level: rule.level.map_or("medium", |l| l.as_str()).to_owned(),
                 action: action_of(rule, &opts.drop_rules),
+                alert: true,
                 file: (*file).clone(),
             };
             rules.insert(meta.id.clone(), Arc::new(meta));
@@ -249,9 +291,16 @@ impl RuleSet {
         }
         report.detection_rules = rules.len();
 
-        let correlations = validate_correlations(&parsed, filtered, &mut report);
+        let kept: Vec<SigmaRule> = keep
+            .iter()
+            .filter(|(r, _)| rules.contains_key(&rule_key(r)))
+            .map(|(r, _)| (*r).clone())
+            .collect();
+        let correlations = validate_correlations(&parsed, &kept, opts, &mut report);
         report.correlation_rules = correlations.len();
         report.loaded = report.detection_rules + report.correlation_rules + report.filters;
+        let referenced = referenced_rules(&kept, &correlations);
+        silence_correlated(&mut rules, &referenced, &correlations);
         let version = pack_version(&parsed.sources, opts);
         (
             RuleSet {
@@ -259,6 +308,8 @@ impl RuleSet {
                 fallbacks: mapping::fallbacks(&opts.mappings),
                 rules,
                 correlations,
+                referenced,
+                pipelines,
                 version,
             },
             report,
@@ -308,9 +359,14 @@ impl RuleSet {
         self.rules.get(id)
     }
 
-    /// The correlation rules of the pack (validated, not evaluated here).
+    /// The correlation rules of the pack (validated; [`Correlator`] evaluates them).
     pub fn correlations(&self) -> &[CorrelationRule] {
         &self.correlations
+    }
+
+    /// Every loaded detection rule, in no particular order.
+    pub fn rules(&self) -> impl Iterator<Item = &Arc<Rule>> {
+        self.rules.values()
     }
 
     /// The pack's version: a digest of its rule files, mappings and options. Two agents with
@@ -376,10 +432,85 @@ fn tags_of(event: &serde_json::Map<String, serde_json::Value>) -> route::Tags {
     }
 }
 
+/// Whether a rule (or correlation) is disabled by its id, name or key.
+fn is_disabled(
+    disabled: &BTreeSet<String>,
+    id: Option<&str>,
+    name: Option<&str>,
+    key: &str,
+) -> bool {
+    !disabled.is_empty()
+        && (disabled.contains(key)
+            || id.is_some_and(|i| disabled.contains(i))
+            || name.is_some_and(|n| disabled.contains(n)))
+}
+
+/// The detection rules that correlations refer to by id or name.
+fn referenced_rules(rules: &[SigmaRule], correlations: &[CorrelationRule]) -> Vec<SigmaRule> {
+    let refs: BTreeSet<&str> = correlations
+        .iter()
+        .flat_map(|c| c.rules.iter().map(String::as_str))
+        .collect();
+    rules
+        .iter()
+        .filter(|r| {
+            r.id.as_deref().is_some_and(|i| refs.contains(i))
+                || r.name.as_deref().is_some_and(|n| refs.contains(n))
+        })
+        .cloned()
+        .collect()
+}
+
+/// Marks the rules that only feed correlations (none of which says `generate: true`).
+fn silence_correlated(
+    rules: &mut HashMap<String, Arc<Rule>>,
+    referenced: &[SigmaRule],
+    correlations: &[CorrelationRule],
+) {
+    for r in referenced {
+        let refers = |c: &&CorrelationRule| {
+            c.rules.iter().any(|x| {
+                Some(x.as_str()) == r.id.as_deref() || Some(x.as_str()) == r.name.as_deref()
+            })
+        };
+        let generate = correlations.iter().filter(refers).any(|c| c.generate);
+        if !generate {
+            if let Some(meta) = rules.get_mut(&rule_key(r)) {
+                Arc::make_mut(meta).alert = false;
+            }
+        }
+    }
+}
+
+/// A `temporal` / `temporal_ordered` correlation without a condition needs every rule it
+/// refers to (Sigma's correlation specification); the parser reads a missing condition as
+/// `gte: 1`, so that threshold is raised to the number of rules. (An explicit `gte: 1` reads
+/// the same and is raised too: "any one of the rules" is an event_count, not a temporal.)
+fn temporal_needs_all(mut corr: CorrelationRule) -> CorrelationRule {
+    use rsigma_parser::{ConditionOperator, CorrelationCondition, CorrelationType};
+    let temporal = matches!(
+        corr.correlation_type,
+        CorrelationType::Temporal | CorrelationType::TemporalOrdered
+    );
+    if let CorrelationCondition::Threshold {
+        predicates,
+        field: None,
+        ..
+    } = &mut corr.condition
+    {
+        if temporal && predicates.as_slice() == [(ConditionOperator::Gte, 1)] {
+            let all = corr.rules.len() as u64;
+            predicates[0].1 = all.max(1);
+        }
+    }
+    corr
+}
+
 /// Keeps the correlations whose referenced rules exist in the pack; rejects the others.
 fn validate_correlations(
     parsed: &load::Parsed,
     rules: &[SigmaRule],
+    opts: &LoadOptions,
     report: &mut LoadReport,
 ) -> Vec<CorrelationRule> {
     let mut known: BTreeSet<&str> = BTreeSet::new();
@@ -387,7 +518,14 @@ fn validate_correlations(
         known.extend(r.id.as_deref());
         known.extend(r.name.as_deref());
     }
-    for c in &parsed.collection.correlations {
+    let enabled = |c: &CorrelationRule| {
+        let key =
+            c.id.clone()
+                .or_else(|| c.name.clone())
+                .unwrap_or_else(|| c.title.clone());
+        !is_disabled(&opts.disabled, c.id.as_deref(), c.name.as_deref(), &key)
+    };
+    for c in parsed.collection.correlations.iter().filter(|c| enabled(c)) {
         known.extend(c.id.as_deref());
         known.extend(c.name.as_deref());
     }
@@ -398,6 +536,10 @@ fn validate_correlations(
         .iter()
         .zip(&parsed.correlation_files)
     {
+        if !enabled(corr) {
+            report.disabled += 1;
+            continue;
+        }
         let missing: Vec<&str> = corr
             .rules
             .iter()
@@ -405,7 +547,7 @@ fn validate_correlations(
             .filter(|r| !known.contains(r))
             .collect();
         if missing.is_empty() {
-            out.push(corr.clone());
+            out.push(temporal_needs_all(corr.clone()));
         } else {
             report.rejected.push(load::reject(
                 file,
@@ -440,8 +582,11 @@ fn pack_version(sources: &[(PathBuf, Vec<u8>)], opts: &LoadOptions) -> String {
         h.update(k.as_bytes());
         h.update(v.join("\u{1}").as_bytes());
     }
-    for id in &opts.drop_rules {
+    // `drop_rules` is left out: it changes what an agent ships, not how shipped events match.
+    h.update(b"\x00disabled");
+    for id in &opts.disabled {
         h.update(id.as_bytes());
+        h.update([0]);
     }
     let digest = h.finalize();
     format!("sha256-{}", &hex::encode(digest)[..16])

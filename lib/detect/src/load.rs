@@ -12,6 +12,8 @@ use rsigma_parser::{parse_sigma_yaml, SigmaCollection};
 use serde::Serialize;
 
 use crate::mapping::is_yaml;
+
+mod legacy;
 use crate::DetectError;
 
 /// Largest rule file read; a Sigma rule is a few KiB.
@@ -44,6 +46,8 @@ pub struct LoadReport {
     pub correlation_rules: usize,
     /// Filters among them.
     pub filters: usize,
+    /// Rules and correlations left out because they are disabled.
+    pub disabled: usize,
     /// Documents that did not load, and why.
     pub rejected: Vec<Rejection>,
 }
@@ -89,6 +93,27 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>, depth: usize) -> Result<(), DetectEr
         }
     }
     Ok(())
+}
+
+/// Reads the YAML files under `paths` (as [`rule_files`] lists them) as named texts, for
+/// [`crate::RuleSet::load_sources`] or to serve them: each is named by its path from the
+/// directory holding the configured path (`sigma/lnx_sudo.yml` for `rules/sigma`). A file
+/// larger than [`MAX_RULE_FILE_BYTES`] or not UTF-8 is an error.
+pub fn read_sources(paths: &[PathBuf]) -> Result<Vec<(String, String)>, DetectError> {
+    let mut out = Vec::new();
+    for root in paths {
+        let base = root.parent().unwrap_or(Path::new(""));
+        for file in rule_files(std::slice::from_ref(root))? {
+            let text = read_capped(&file, MAX_RULE_FILE_BYTES)?;
+            let name = file
+                .strip_prefix(base)
+                .unwrap_or(&file)
+                .display()
+                .to_string();
+            out.push((name, text));
+        }
+    }
+    Ok(out)
 }
 
 /// Reads a whole file, refusing one larger than `cap`.
@@ -145,28 +170,38 @@ pub(crate) fn parse_files(files: &[PathBuf], report: &mut LoadReport) -> Parsed 
     for (p, r) in parts {
         report.files += r.files;
         report.rejected.extend(r.rejected);
-        parsed.collection.rules.extend(p.collection.rules);
-        parsed
-            .collection
-            .correlations
-            .extend(p.collection.correlations);
-        parsed.collection.filters.extend(p.collection.filters);
-        parsed.rule_files.extend(p.rule_files);
-        parsed.correlation_files.extend(p.correlation_files);
-        parsed.filter_files.extend(p.filter_files);
-        parsed.sources.extend(p.sources);
+        parsed.extend(p);
     }
     parsed
 }
 
-fn empty() -> Parsed {
-    Parsed {
-        collection: SigmaCollection::new(),
-        rule_files: Vec::new(),
-        correlation_files: Vec::new(),
-        filter_files: Vec::new(),
-        sources: Vec::new(),
+impl Parsed {
+    pub(crate) fn empty() -> Parsed {
+        Parsed {
+            collection: SigmaCollection::new(),
+            rule_files: Vec::new(),
+            correlation_files: Vec::new(),
+            filter_files: Vec::new(),
+            sources: Vec::new(),
+        }
     }
+
+    /// Appends another parse (a later file).
+    pub(crate) fn extend(&mut self, p: Parsed) {
+        self.collection.rules.extend(p.collection.rules);
+        self.collection
+            .correlations
+            .extend(p.collection.correlations);
+        self.collection.filters.extend(p.collection.filters);
+        self.rule_files.extend(p.rule_files);
+        self.correlation_files.extend(p.correlation_files);
+        self.filter_files.extend(p.filter_files);
+        self.sources.extend(p.sources);
+    }
+}
+
+fn empty() -> Parsed {
+    Parsed::empty()
 }
 
 fn parse_chunk(files: &[PathBuf], report: &mut LoadReport) -> Parsed {
@@ -200,6 +235,8 @@ pub(crate) fn parse_text(origin: &Path, text: &str, report: &mut LoadReport) -> 
 
 /// Adds the documents of one file's text to `parsed`; problems go to `report`.
 fn add_text(parsed: &mut Parsed, file: &Path, text: &str, report: &mut LoadReport) {
+    let upgraded = legacy::upgrade(text);
+    let text = upgraded.as_deref().unwrap_or(text);
     let collection = match parse_sigma_yaml(text) {
         Ok(c) => c,
         Err(e) => {

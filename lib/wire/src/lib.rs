@@ -7,9 +7,11 @@ pub mod batch;
 pub mod compress;
 pub mod enroll;
 pub mod pki;
+pub mod rulepack;
 pub mod stats;
 
 pub use batch::{Ack, BatchId, BatchIdError, ErrorBody, ErrorDetail, BATCH_HEADER};
 pub use compress::{gunzip_capped, gzip, DecompressError};
 pub use enroll::{EnrollRequest, EnrollResponse};
+pub use rulepack::{NamedText, Rulepack, MAX_RULEPACK_BYTES, RULEPACK_PATH};
 pub use stats::{AgentStats, DetectStats, Drops, STATS_PATH};
