@@ -15,10 +15,60 @@ use super::{Parser, ParserError};
 
 /// The built-in parser files: file name and text. Add a line here for each new file in
 /// `rules/parsers/` (a test fails while one is missing).
-pub(crate) const BUILTIN: &[(&str, &str)] = &[(
-    "linux_auth.yml",
-    include_str!("../../../../rules/parsers/linux_auth.yml"),
-)];
+pub(crate) const BUILTIN: &[(&str, &str)] = &[
+    (
+        "linux_auth.yml",
+        include_str!("../../../../rules/parsers/linux_auth.yml"),
+    ),
+    (
+        "teleport.yml",
+        include_str!("../../../../rules/parsers/teleport.yml"),
+    ),
+    (
+        "nginx_access.yml",
+        include_str!("../../../../rules/parsers/nginx_access.yml"),
+    ),
+    (
+        "nginx_error.yml",
+        include_str!("../../../../rules/parsers/nginx_error.yml"),
+    ),
+    (
+        "apache_access.yml",
+        include_str!("../../../../rules/parsers/apache_access.yml"),
+    ),
+    (
+        "journald.yml",
+        include_str!("../../../../rules/parsers/journald.yml"),
+    ),
+    (
+        "okta.yml",
+        include_str!("../../../../rules/parsers/okta.yml"),
+    ),
+    (
+        "cloudtrail.yml",
+        include_str!("../../../../rules/parsers/cloudtrail.yml"),
+    ),
+    (
+        "github_audit.yml",
+        include_str!("../../../../rules/parsers/github_audit.yml"),
+    ),
+    (
+        "cloudflare_http.yml",
+        include_str!("../../../../rules/parsers/cloudflare_http.yml"),
+    ),
+    (
+        "cloudflare_firewall.yml",
+        include_str!("../../../../rules/parsers/cloudflare_firewall.yml"),
+    ),
+    (
+        "crowdstrike_falcon.yml",
+        include_str!("../../../../rules/parsers/crowdstrike_falcon.yml"),
+    ),
+    (
+        "datadog.yml",
+        include_str!("../../../../rules/parsers/datadog.yml"),
+    ),
+];
 
 /// Parsers by name.
 #[derive(Debug, Default)]
