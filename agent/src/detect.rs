@@ -73,6 +73,7 @@ pub fn load_pack(cfg: &DetectSection) -> anyhow::Result<(RuleSet, LoadReport)> {
         placeholders: cfg.placeholders.clone(),
         drop_rules: cfg.drop_rules.iter().cloned().collect::<BTreeSet<_>>(),
         disabled: BTreeSet::new(),
+        only_central: false,
     };
     Ok(RuleSet::load(&cfg.rules, &opts)?)
 }

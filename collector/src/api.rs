@@ -34,6 +34,7 @@ use crate::store::{parse_query, Store};
 
 pub mod agent;
 pub mod alerts;
+pub mod intakes;
 pub mod rules;
 
 pub use agent::{authenticate_agent, AgentRefusal, STATS_MAX_BODY_BYTES};
@@ -54,6 +55,8 @@ pub struct AppState {
     pub alert_filters: crate::alert_filters::AlertFilters,
     /// Central detection: the rule pack and the correlations.
     pub central: Arc<crate::central::Central>,
+    /// The pull connectors running: name, format and their counters.
+    pub connectors: Vec<(String, String, vigie_connect::StatsHandle)>,
 }
 
 type Shared = State<Arc<AppState>>;
@@ -93,10 +96,20 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/rules/{id}",
             get(rules::get_rule).delete(rules::delete_rule),
         )
+        .route(
+            "/intakes",
+            get(intakes::list_intakes).post(intakes::create_intake),
+        )
+        .route(
+            "/intakes/{id}",
+            axum::routing::delete(intakes::delete_intake),
+        )
+        .route("/connectors", get(list_connectors))
         .route("/rules/{id}/enable", post(rules::enable_rule))
         .route("/rules/{id}/disable", post(rules::disable_rule))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
-        .route("/health", get(health));
+        .route("/health", get(health))
+        .route("/intake/{key}", post(intakes::post_intake));
     Router::new()
         .route("/v1/enroll", post(enroll))
         .route("/v1/batches", post(post_batch))
@@ -110,6 +123,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
+}
+
+async fn list_connectors(State(st): Shared) -> Response {
+    Json(crate::connectors::stats_json(&st.connectors)).into_response()
 }
 
 /// An error answer.
@@ -459,6 +476,8 @@ async fn dead_letters(State(st): Shared, Query(p): Query<DeadLetterParams>) -> R
     }
 }
 
+#[cfg(test)]
+mod intakes_tests;
 #[cfg(test)]
 mod rules_tests;
 #[cfg(test)]

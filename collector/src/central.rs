@@ -65,6 +65,8 @@ pub struct RuleInfo {
 /// A built pack: the rules, what agents are served, and what the API lists.
 pub struct Pack {
     pub set: RuleSet,
+    /// Its `vigie: {scope: central}` rules: run on events the edge evaluated with this pack.
+    pub central: RuleSet,
     pub revision: i64,
     pub report: LoadReport,
     /// The rule texts, by name (files, then API rules).
@@ -239,12 +241,17 @@ impl Central {
         for ev in events.iter_mut() {
             let evaluated_with =
                 vigie_event::get_path(ev, "vigie.rulepack").and_then(Value::as_str);
-            if evaluated_with == Some(version) {
+            let set = if evaluated_with == Some(version) {
                 counts.trusted += 1;
-                continue;
-            }
-            counts.evaluated += 1;
-            let matches = pack.set.evaluate_map(ev);
+                if pack.central.is_empty() {
+                    continue;
+                }
+                &pack.central
+            } else {
+                counts.evaluated += 1;
+                &pack.set
+            };
+            let matches = set.evaluate_map(ev);
             let matches: Vec<_> = matches.iter().filter(|r| r.action == Action::Tag).collect();
             if matches.is_empty() {
                 continue;
@@ -407,8 +414,16 @@ fn build_pack_with(
         placeholders: cfg.placeholders.clone(),
         drop_rules: BTreeSet::new(),
         disabled: disabled.iter().cloned().collect(),
+        only_central: false,
     };
     let (set, report) = RuleSet::load_sources(&sources, &opts);
+    let (central, _) = RuleSet::load_sources(
+        &sources,
+        &LoadOptions {
+            only_central: true,
+            ..opts
+        },
+    );
     for r in &report.rejected {
         tracing::warn!(file = %r.file.display(), id = r.id.as_deref().unwrap_or(""), reason = %r.reason, "rule rejected");
     }
@@ -424,6 +439,7 @@ fn build_pack_with(
     };
     Ok(Pack {
         set,
+        central,
         revision,
         report,
         sources,

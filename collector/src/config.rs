@@ -35,6 +35,9 @@ pub struct CollectorConfig {
     /// Central detection: the rule pack (also served to agents) and correlations.
     #[serde(default)]
     pub detection: DetectionConfig,
+    /// Pull connectors polling SaaS APIs (`[[connectors]]`, see `lib/connect/README.md`).
+    #[serde(default, skip_serializing)]
+    pub connectors: Vec<vigie_connect::ConnectorConfig>,
 }
 
 /// `[detection]`: the rule pack the collector runs and serves to agents (`GET /v1/rulepack`).

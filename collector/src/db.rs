@@ -743,10 +743,12 @@ fn truncate_at_char(s: &str, max: usize) -> &str {
 
 mod alert_filters;
 mod alerts;
+mod intakes;
 mod rules;
 mod schema;
 
 pub use alert_filters::FilterRow;
+pub use intakes::{IntakeError, IntakeRow, INTAKE_KEY_PREFIX};
 pub use rules::ApiRule;
 pub use alerts::{AlertFilter, AlertRow, AlertSort, HistoryRow, NewDetection, Raised};
 #[cfg(test)]

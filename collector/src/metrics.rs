@@ -41,6 +41,12 @@ pub struct Metrics {
     pub events_trusted_edge: AtomicU64,
     /// Central rule matches added to events.
     pub detections_central: AtomicU64,
+    /// Push-intake requests, those refused, and the events they stored.
+    pub intake_requests: AtomicU64,
+    pub intake_refused: AtomicU64,
+    pub intake_events: AtomicU64,
+    /// Events stored from pull connectors.
+    pub connector_events: AtomicU64,
 }
 
 /// One labelled sample: (label value, value).
@@ -68,7 +74,27 @@ pub fn add(counter: &AtomicU64, n: u64) {
 impl Metrics {
     /// Renders every counter, plus the gauges given by the caller.
     pub fn render(&self, gauges: &[(&str, &str, f64)]) -> String {
-        let counters: [(&str, &str, &AtomicU64); 22] = [
+        let counters: [(&str, &str, &AtomicU64); 26] = [
+            (
+                "vigie_intake_requests_total",
+                "Push-intake requests (POST /api/v1/intake/{key})",
+                &self.intake_requests,
+            ),
+            (
+                "vigie_intake_refused_total",
+                "Push-intake requests refused (unknown key, unreadable or oversize body)",
+                &self.intake_refused,
+            ),
+            (
+                "vigie_intake_events_total",
+                "Events stored from push intakes",
+                &self.intake_events,
+            ),
+            (
+                "vigie_connector_events_total",
+                "Events stored from pull connectors",
+                &self.connector_events,
+            ),
             (
                 "vigie_events_evaluated_central_total",
                 "Events the collector ran its rule pack on (not evaluated at the edge with the same pack)",

@@ -80,7 +80,13 @@ pub async fn start(cfg: CollectorConfig, listener: Option<TcpListener>) -> Resul
         let pack = central.pack();
         tracing::info!(version = %pack.version(), revision = pack.revision, rules = pack.set.len(), correlations = pack.set.correlations().len(), rejected = pack.report.rejected.len(), "rule pack loaded");
     }
+    let connectors =
+        crate::connectors::validate(&cfg.connectors).context("invalid [[connectors]]")?;
     let state = Arc::new(AppState {
+        connectors: connectors
+            .iter()
+            .map(|c| (c.name.clone(), c.format.clone(), c.stats()))
+            .collect(),
         central,
         quotas: Quotas::new(&cfg.ingest),
         cfg,
@@ -95,6 +101,16 @@ pub async fn start(cfg: CollectorConfig, listener: Option<TcpListener>) -> Resul
     let shutdown = CancellationToken::new();
     spawn_retention(store, db.clone(), shutdown.clone());
     spawn_correlation_clock(state.clone(), shutdown.clone());
+    if !connectors.is_empty() {
+        let cursors = Arc::new(crate::connectors::DbCursors(db.clone()));
+        let sink = Arc::new(crate::connectors::StoreSink(state.clone()));
+        let stop = shutdown.clone().cancelled_owned();
+        tokio::spawn(async move {
+            if let Err(e) = vigie_connect::run(connectors, cursors, sink, stop).await {
+                tracing::error!(error = %e, "pull connectors stopped");
+            }
+        });
+    }
     let serve = tokio::spawn(listener::serve(
         listener,
         Arc::new(tls),

@@ -62,6 +62,7 @@ pub(super) fn harness(ingest: IngestConfig) -> Harness {
         ingest,
         enrollment: EnrollmentConfig::default(),
         detection: Default::default(),
+        connectors: Vec::new(),
     };
     let db = Arc::new(Db::open(&cfg.db_path()).unwrap());
     db.add_api_token("admin", TOKEN).unwrap();
@@ -89,6 +90,7 @@ pub(super) fn harness(ingest: IngestConfig) -> Harness {
     let central = Arc::new(crate::central::Central::start(&cfg.detection, db.clone()).unwrap());
     let state = Arc::new(AppState {
         central,
+        connectors: Vec::new(),
         quotas: Quotas::new(&cfg.ingest),
         cfg,
         db,

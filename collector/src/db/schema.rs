@@ -183,6 +183,24 @@ pub(super) const MIGRATIONS: &[&str] = &[
         saved_at TEXT NOT NULL
     );
     ",
+    // 8: push intakes (a key, stored hashed, bound to a parser) and pull-connector cursors.
+    "
+    CREATE TABLE intakes (
+        id         TEXT PRIMARY KEY,
+        name       TEXT NOT NULL UNIQUE,
+        format     TEXT NOT NULL,
+        key_sha256 TEXT NOT NULL UNIQUE,
+        created_by TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        events     INTEGER NOT NULL DEFAULT 0,
+        last_seen  TEXT
+    );
+    CREATE TABLE connector_cursors (
+        name     TEXT PRIMARY KEY,
+        cursor   TEXT NOT NULL,
+        saved_at TEXT NOT NULL
+    );
+    ",
 ];
 
 /// Applies the migrations the file has not seen yet, in one transaction.

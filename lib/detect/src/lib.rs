@@ -109,6 +109,10 @@ pub struct LoadOptions {
     /// Ids (or names) of rules and correlations left out of the pack (disabled by an analyst).
     /// A correlation referring to a disabled rule is rejected.
     pub disabled: BTreeSet<String>,
+    /// Keep only the detection rules marked `vigie: {scope: central}` (rules on what only the
+    /// collector knows, such as `vigie.novelty.*`), and no correlation. The collector runs
+    /// them on events the edge already evaluated. Not part of the version.
+    pub only_central: bool,
 }
 
 /// What a matching rule does to the event.
@@ -214,6 +218,9 @@ impl RuleSet {
         let mut keep: Vec<(&SigmaRule, &PathBuf)> = Vec::new();
         for (rule, file) in filtered.iter().zip(&parsed.rule_files) {
             let key = rule_key(rule);
+            if opts.only_central && !is_central(rule) {
+                continue;
+            }
             if is_disabled(
                 &opts.disabled,
                 rule.id.as_deref(),
@@ -296,7 +303,11 @@ impl RuleSet {
             .filter(|(r, _)| rules.contains_key(&rule_key(r)))
             .map(|(r, _)| (*r).clone())
             .collect();
-        let correlations = validate_correlations(&parsed, &kept, opts, &mut report);
+        let correlations = if opts.only_central {
+            Vec::new()
+        } else {
+            validate_correlations(&parsed, &kept, opts, &mut report)
+        };
         report.correlation_rules = correlations.len();
         report.loaded = report.detection_rules + report.correlation_rules + report.filters;
         let referenced = referenced_rules(&kept, &correlations);
@@ -396,6 +407,15 @@ fn map_filter(filter: &FilterRule, pipelines: &[Pipeline]) -> Result<FilterRule,
 /// The key a rule is known by: its id, else its title.
 fn rule_key(rule: &SigmaRule) -> String {
     rule.id.clone().unwrap_or_else(|| rule.title.clone())
+}
+
+/// Whether a rule says `vigie: {scope: central}`.
+fn is_central(rule: &SigmaRule) -> bool {
+    rule.custom_attributes
+        .get("vigie")
+        .and_then(|v| v.get("scope"))
+        .and_then(|s| s.as_str())
+        .is_some_and(|s| s.eq_ignore_ascii_case("central"))
 }
 
 fn action_of(rule: &SigmaRule, drop_rules: &BTreeSet<String>) -> Action {
