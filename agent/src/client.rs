@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -29,6 +29,8 @@ pub enum ClientError {
     Timeout(Duration),
     #[error("reading the answer failed: {0}")]
     Body(String),
+    #[error("the answer is larger than {0} bytes")]
+    TooLarge(usize),
 }
 
 /// An HTTP answer.
@@ -90,6 +92,20 @@ impl CollectorClient {
         headers: &[(&str, String)],
         body: Bytes,
     ) -> Result<Answer, ClientError> {
+        self.send_limited(method, path, headers, body, MAX_RESPONSE_BYTES)
+            .await
+    }
+
+    /// [`CollectorClient::send`], reading at most `max_body_bytes` of the answer
+    /// ([`ClientError::TooLarge`] beyond).
+    pub async fn send_limited(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Bytes,
+        max_body_bytes: usize,
+    ) -> Result<Answer, ClientError> {
         let uri = format!("{}{}", self.base, path);
         let mut req = Request::builder().method(method).uri(&uri);
         for (k, v) in headers {
@@ -105,10 +121,16 @@ impl CollectorClient {
                 .await
                 .map_err(|e| ClientError::Request(error_chain(&e)))?;
             let (parts, body) = resp.into_parts();
-            let body = Limited::new(body, MAX_RESPONSE_BYTES)
+            let body = Limited::new(body, max_body_bytes)
                 .collect()
                 .await
-                .map_err(|e| ClientError::Body(e.to_string()))?
+                .map_err(|e| {
+                    if e.is::<LengthLimitError>() {
+                        ClientError::TooLarge(max_body_bytes)
+                    } else {
+                        ClientError::Body(e.to_string())
+                    }
+                })?
                 .to_bytes();
             Ok(Answer {
                 status: parts.status,

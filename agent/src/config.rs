@@ -316,6 +316,13 @@ impl AgentConfig {
             None => data_dir.join("spool"),
         });
         let mut detect = raw.detect;
+        detect
+            .validate()
+            .map_err(|(key, message)| ConfigError::At {
+                path: path.to_owned(),
+                line: detect_line(text, key),
+                message,
+            })?;
         detect.resolve(base);
         Ok(AgentConfig {
             data_dir,
@@ -543,6 +550,32 @@ fn source_line(text: &str, i: usize, message: &str) -> usize {
     start + 1
 }
 
+/// The line of `key` in the `[detect]` table (or of its `[detect.key]` table), else of the
+/// `[detect]` header; 0 when there is none.
+fn detect_line(text: &str, key: &str) -> usize {
+    let sub = format!("[detect.{key}]");
+    let mut header = 0;
+    let mut inside = false;
+    for (n, l) in text.lines().enumerate() {
+        let t = l.trim();
+        if t.starts_with('[') {
+            if t == sub {
+                return n + 1;
+            }
+            inside = t == "[detect]";
+            if inside {
+                header = n + 1;
+            }
+        } else if inside
+            && t.strip_prefix(key)
+                .is_some_and(|r| r.trim_start().starts_with('='))
+        {
+            return n + 1;
+        }
+    }
+    header
+}
+
 /// The 1-based line of a byte offset.
 pub fn line_of(text: &str, offset: Option<usize>) -> usize {
     match offset {
@@ -731,6 +764,57 @@ type = "journald"
     fn the_packaged_config_is_valid() {
         let cfg = parse(include_str!("../../packaging/agent.toml")).unwrap();
         assert_eq!(cfg.sources.len(), 3);
+    }
+
+    #[test]
+    fn detect_source_collector_takes_no_local_rules() {
+        let collector = GOOD.replacen(
+            "[collector]",
+            "[detect]\nsource = \"collector\"\ndrop_rules = [\"noisy\"]\n\n[collector]",
+            1,
+        );
+        let cfg = parse(&collector).unwrap();
+        assert_eq!(cfg.detect.source, crate::detect::PackSource::Collector);
+        assert!(cfg.detect.is_on() && !cfg.detect.enabled());
+        assert_eq!(cfg.detect.reload_interval_secs, 10);
+        assert_eq!(cfg.detect.drop_rules, ["noisy"]);
+        let files = parse(&GOOD.replacen(
+            "[collector]",
+            "[detect]\nrules = [\"rules\"]\n\n[collector]",
+            1,
+        ))
+        .unwrap();
+        assert_eq!(files.detect.source, crate::detect::PackSource::Files);
+        assert!(files.detect.enabled());
+
+        let err = parse(&collector.replace(
+            "drop_rules = [\"noisy\"]",
+            "drop_rules = []\nrules = [\"/etc/vigie-agent/rules\"]",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("agent.toml:7:"), "{err}");
+        assert!(
+            err.contains("detect.rules must be empty") && err.contains("source = \"collector\""),
+            "{err}"
+        );
+        let err = parse(&collector.replace(
+            "drop_rules = [\"noisy\"]",
+            "[detect.placeholders]\nadmins = [\"root\"]",
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("agent.toml:6:") && err.contains("detect.placeholders"),
+            "{err}"
+        );
+        let err = parse(&collector.replace("\"collector\"", "\"collecter\""))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("agent.toml:5:") && err.contains("collecter"),
+            "{err}"
+        );
     }
 
     #[test]

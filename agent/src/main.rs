@@ -207,6 +207,12 @@ fn run(command: Command) -> Result<(), (u8, anyhow::Error)> {
                     }
                 }
             }
+            if cfg.detect.is_on() && !cfg.detect.enabled() {
+                println!(
+                    "  detect: rules from the collector (GET /v1/rulepack, every {} s)",
+                    cfg.detect.reload_interval_secs
+                );
+            }
             if cfg.detect.enabled() {
                 let (set, report) =
                     vigie_agent::detect::load_pack(&cfg.detect).map_err(|e| (2, e))?;

@@ -11,6 +11,9 @@
 //!   and the spool dispatcher ships them from disk, up to
 //!   `batch.max_in_flight` at once (see `spooler.rs`); without it, the
 //!   dispatcher ships sealed batches from memory;
+//! - with `[detect] source = "collector"`, the rule-pack poller asks the
+//!   collector for its pack (see `rulepack.rs`) and hands each new valid one
+//!   to the pipeline task, which swaps it in between two chunks of events;
 //! - the checkpoint task applies positions in order and saves them: a
 //!   batch's positions once it is durable in the spool (without a spool: once
 //!   the collector acknowledged it).
@@ -41,6 +44,10 @@ use crate::pipeline::{
     BatchBuilder, CheckpointTracker, Normalizer, Position, SealedBatch, SourceInfo,
 };
 use crate::ratelimit::SourceLimiter;
+use crate::rulepack::{Poller, ServedPack};
+
+/// How long a starting agent without a saved rule pack waits for the collector's.
+const FIRST_PACK_WAIT: Duration = Duration::from_secs(5);
 use crate::shipper::{compress, ship, Backoff, Outgoing, ShipStats, Shipped};
 use crate::sources::file::{self, RawLine};
 use crate::sources::journald::{self, JournalRecord};
@@ -234,7 +241,8 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
 
     // A pack that cannot be read stops the start: running without the rules asked for would
     // let through what they were meant to catch or filter.
-    let mut edge = EdgeDetector::start(&cfg.detect).context("cannot load the rule pack")?;
+    let mut edge =
+        EdgeDetector::start(&cfg.detect, &cfg.data_dir).context("cannot load the rule pack")?;
     let mut reload = tokio::time::interval(
         edge.as_ref()
             .and_then(EdgeDetector::reload_interval)
@@ -336,6 +344,7 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
         max: Duration::from_secs(cfg.collector.max_backoff_secs),
     };
     let stats_client = client.clone();
+    let pack_client = client.clone();
     let stats_spool = spool.clone();
     let shipping = if let Some(shared) = spool {
         drop((ack_tx, ack_rx));
@@ -397,6 +406,45 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
         Duration::from_secs(cfg.collector.stats_interval_secs),
         src_stop_rx.clone(),
     ));
+    // With `[detect] source = "collector"`, the pack comes from the collector; new packs
+    // reach the pipeline loop, which swaps them in between two events.
+    let (pack_tx, mut pack_rx) = mpsc::channel::<ServedPack>(1);
+    let mut packs_open = false;
+    if let Some(d) = edge.as_ref().filter(|d| d.from_collector()) {
+        let poller = Poller::new(
+            &cfg.data_dir,
+            d.config().drop_rule_set(),
+            d.version().map(str::to_owned),
+            d.stats(),
+        );
+        tokio::spawn(crate::rulepack::poll(
+            poller,
+            pack_client,
+            d.config().reload_interval(),
+            pack_tx,
+            src_stop_rx.clone(),
+        ));
+        packs_open = true;
+        // Without a saved pack, give the collector a moment to answer before the first
+        // events go through the pipeline, so they are evaluated (and stamped) here rather
+        // than all sent for the collector to evaluate.
+        if edge.as_ref().is_some_and(|d| d.version().is_none()) {
+            match tokio::time::timeout(FIRST_PACK_WAIT, pack_rx.recv()).await {
+                Ok(Some(pack)) => {
+                    if let Some(d) = edge.as_mut() {
+                        d.install(pack);
+                    }
+                }
+                Ok(None) => packs_open = false,
+                Err(_) => tracing::info!(
+                    wait_secs = FIRST_PACK_WAIT.as_secs(),
+                    "no rule pack from the collector yet; events go unstamped until one arrives"
+                ),
+            }
+        }
+    } else {
+        drop((pack_tx, pack_client));
+    }
     if cfg.metrics.enabled {
         let (listen, stop_rx) = (cfg.metrics.listen, src_stop_rx.clone());
         tokio::spawn(async move {
@@ -498,6 +546,10 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
             _ = reload.tick(), if reload_on => {
                 if let Some(d) = edge.as_mut() { d.reload_if_changed(); }
             }
+            pack = pack_rx.recv(), if packs_open => match pack {
+                Some(pack) => if let Some(d) = edge.as_mut() { d.install(pack); },
+                None => packs_open = false,
+            },
             _ = drop_check.tick(), if !limiters.is_empty() => {
                 report_rate_drops(&limiters, &stats, &losses);
             }
