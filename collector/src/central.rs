@@ -157,6 +157,8 @@ pub struct EvalCounts {
     pub trusted: u64,
     /// Central matches added.
     pub matches: u64,
+    /// Events marked as new (`vigie.novelty.*`).
+    pub novel: u64,
 }
 
 /// Central detection state, shared by the ingest handlers.
@@ -165,6 +167,7 @@ pub struct Central {
     db: Arc<Db>,
     pack: RwLock<Arc<Pack>>,
     correlator: Mutex<Correlator>,
+    novelty: crate::novelty::Novelty,
     /// Serializes reloads.
     reloading: Mutex<()>,
 }
@@ -191,6 +194,7 @@ impl Central {
         }
         Ok(Central {
             cfg: cfg.clone(),
+            novelty: crate::novelty::Novelty::new(db.clone()),
             db,
             pack: RwLock::new(Arc::new(pack)),
             correlator: Mutex::new(correlator),
@@ -229,11 +233,15 @@ impl Central {
         Ok(pack)
     }
 
-    /// Runs the pack on the events that were not evaluated with it at the edge, adding its
-    /// matches to `vigie.detections`.
+    /// Marks what is new (see [`crate::novelty`]), then runs the pack on the events that were
+    /// not evaluated with it at the edge (and its central-scope rules on those that were),
+    /// adding its matches to `vigie.detections`.
     pub fn evaluate(&self, events: &mut [Map<String, Value>]) -> EvalCounts {
         let pack = self.pack();
-        let mut counts = EvalCounts::default();
+        let mut counts = EvalCounts {
+            novel: self.novelty.mark(events, Utc::now()),
+            ..EvalCounts::default()
+        };
         if pack.set.is_empty() {
             return counts;
         }

@@ -15,6 +15,7 @@ pub mod init;
 pub mod intake;
 pub mod listener;
 pub mod metrics;
+pub mod novelty;
 pub mod quickstart;
 pub mod quota;
 pub mod server;

@@ -4,9 +4,10 @@
 //! agent (the vigie-agent library) enrolled with a one-time token over the
 //! real enrollment endpoint, shipping over mTLS the sample logs bundled in
 //! this binary (an auth.log with an SSH brute force, a Teleport audit log, an
-//! nginx access log). The agent runs Vigie's own Sigma rules (`rules/sigma`, when run from a
-//! source checkout) at the edge. It prints how many events arrived per source, the alerts
-//! raised, and the curl commands to query them, then runs until Ctrl-C.
+//! nginx access log). The collector runs Vigie's own Sigma rules and correlations
+//! (`rules/sigma`, `rules/correlations`, when run from a source checkout) and serves them to
+//! the agent, which runs them at the edge. It prints how many events arrived per source, the
+//! alerts raised, and the curl commands to query them, then runs until Ctrl-C.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -30,13 +31,13 @@ const SAMPLES: [(&str, &str, &str, &str); 3] = [
     (
         "teleport-audit.log",
         "teleport",
-        "json",
+        "teleport",
         include_str!("../samples/teleport-audit.log"),
     ),
     (
         "nginx-access.log",
         "nginx",
-        "plain",
+        "nginx_access",
         include_str!("../samples/nginx-access.log"),
     ),
 ];
@@ -69,6 +70,14 @@ pub async fn run(dir: Option<PathBuf>, exit_after_replay: bool) -> Result<()> {
     }
     let mut cfg = CollectorConfig::load(&config_path)?;
     cfg.storage.commit_interval_ms = 200;
+    // Central detection with Vigie's rules and correlations (from a source checkout); a short
+    // lateness so correlation alerts show before the summary.
+    if let Some((rules, mappings)) = shipped_rules() {
+        let correlations = rules.with_file_name("correlations");
+        cfg.detection.rules = vec![rules, correlations];
+        cfg.detection.mappings = vec![mappings];
+        cfg.detection.correlation.lateness_secs = 1;
+    }
     let running = server::start(cfg, Some(listener)).await?;
     let url = format!("https://127.0.0.1:{}", addr.port());
     let ca_path = collector_dir.join("pki/ca.pem");
@@ -130,6 +139,8 @@ pub async fn run(dir: Option<PathBuf>, exit_after_replay: bool) -> Result<()> {
     }
     let brute = count(&running, "vigie.source:auth AND \"Failed password\"").await?;
     println!("  SSH failed passwords in auth.log: {brute}");
+    // Correlation windows close once the stragglers' lateness has passed.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     print_alerts(&running).await;
     let token_path = collector_dir.join("admin.token");
     println!();
@@ -187,11 +198,11 @@ async fn print_alerts(running: &server::Running) {
     };
     match tokio::task::spawn_blocking(move || db.list_alerts(&filter)).await {
         Ok(Ok((total, alerts))) => {
-            println!("{total} alert(s) raised by the agent's Sigma rules (rules/sigma):");
+            println!("{total} alert(s) raised by Vigie's rules (rules/sigma at the edge and the collector, rules/correlations at the collector):");
             for a in alerts {
                 println!(
-                    "  urgency {:>3}  {:<52} x{:<3} {}",
-                    a.urgency, a.rule_title, a.occurrences, a.entities
+                    "  urgency {:>3}  {:<11} {:<56} x{:<3} {}",
+                    a.urgency, a.origin, a.rule_title, a.occurrences, a.entities
                 );
             }
         }
@@ -220,22 +231,16 @@ fn agent_config(agent_dir: &Path, url: &str, ca: &Path, logs: &Path) -> String {
         agent_dir.display().to_string(),
         ca.display().to_string()
     );
-    if let Some((rules, mappings)) = shipped_rules() {
-        s.push_str(&format!(
-            "\n[detect]\nrules = [{:?}]\nmappings = [{:?}]\n",
-            rules.display().to_string(),
-            mappings.display().to_string()
-        ));
+    if shipped_rules().is_some() {
+        // The collector's pack (rules/sigma + rules/correlations), run at the edge too: the
+        // events it evaluated are stamped with its version and not evaluated again.
+        s.push_str("\n[detect]\nsource = \"collector\"\n");
     }
     for (file, source, format, _) in SAMPLES {
         s.push_str(&format!(
             "\n[[sources]]\nname = {source:?}\ntype = \"file\"\ninclude = [{:?}]\nformat = {format:?}\nread_from = \"beginning\"\n",
             logs.join(file).display().to_string()
         ));
-        // Sigma routing for a source read with a plain codec (parsers tag their own events).
-        if source == "teleport" {
-            s.push_str("logsource = { product = \"teleport\", service = \"audit\" }\n");
-        }
     }
     s
 }

@@ -179,3 +179,28 @@ impl Db {
         Ok(())
     }
 }
+
+impl Db {
+    /// Records a successful login of `user` from `source`: whether the pair is new, and
+    /// whether the user was known before this call.
+    pub fn first_seen_login(
+        &self,
+        user: &str,
+        source: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(bool, bool), DbError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let at = fmt_time(now);
+        let user_known = tx.execute(
+            "INSERT OR IGNORE INTO first_seen (kind, key, first_at) VALUES ('user', ?1, ?2)",
+            params![user, at],
+        )? == 0;
+        let pair_new = tx.execute(
+            "INSERT OR IGNORE INTO first_seen (kind, key, first_at) VALUES ('user_source_ip', ?1, ?2)",
+            params![format!("{user}\u{1}{source}"), at],
+        )? > 0;
+        tx.commit()?;
+        Ok((pair_new, user_known))
+    }
+}

@@ -201,6 +201,16 @@ pub(super) const MIGRATIONS: &[&str] = &[
         saved_at TEXT NOT NULL
     );
     ",
+    // 9: identities seen: users, and (user, source address) pairs of successful logins, for
+    // `vigie.novelty.*` marks.
+    "
+    CREATE TABLE first_seen (
+        kind     TEXT NOT NULL,
+        key      TEXT NOT NULL,
+        first_at TEXT NOT NULL,
+        PRIMARY KEY (kind, key)
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// Applies the migrations the file has not seen yet, in one transaction.

@@ -14,7 +14,10 @@
 //!   `lateness_secs` late lands in the right window. An event that has waited `lateness_secs`
 //!   of wall-clock time is fed whatever the watermark (with the older ones), so a quiet
 //!   stream or a replay of old events is not held back. An event older than what was already
-//!   fed is counted in [`CorrelatorStats::late_dropped`] and left out.
+//!   fed *from the same source* (`agent.id` with `vigie.source`, else `event.dataset`: one
+//!   log of one agent, one intake) is counted in [`CorrelatorStats::late_dropped`] and left
+//!   out. Sources are ordered each on its own: an agent replaying yesterday's file, or a
+//!   SaaS feed running minutes behind, does not make every other source late.
 //! - **Bounded.** The reorder buffer holds at most `max_pending` events (beyond, the oldest is
 //!   fed at once); window state holds at most `max_state_entries` groups across all
 //!   correlations (beyond, the stalest groups are evicted and counted) and `max_group_entries`
@@ -97,8 +100,28 @@ struct Pending {
     /// Wall-clock time it arrived.
     #[serde(default)]
     arrived: i64,
+    /// The source it came from (see the module documentation).
+    #[serde(default)]
+    source: String,
     rules: Vec<String>,
     event: Map<String, Value>,
+}
+
+/// Sources whose progress is remembered, at most (beyond, the map starts over).
+const MAX_SOURCES: usize = 100_000;
+
+/// The source of an event: the agent (or intake) and its log.
+fn source_of(event: &Map<String, Value>) -> String {
+    let get = |p: &str| {
+        vigie_event::get_path(event, p)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    };
+    let log = match get("vigie.source") {
+        "" => get("event.dataset"),
+        s => s,
+    };
+    format!("{}/{log}", get("agent.id"))
 }
 
 /// What [`Correlator::snapshot`] writes.
@@ -106,7 +129,8 @@ struct Pending {
 struct Snapshot {
     engine: CorrelationSnapshot,
     pending: Vec<Pending>,
-    fed_until: i64,
+    #[serde(default)]
+    fed_until: HashMap<String, i64>,
     newest: i64,
     seq: u64,
     stats: CorrelatorStats,
@@ -128,8 +152,8 @@ pub struct Correlator {
     /// (wall-clock arrival, event time) of the buffered events, in arrival order.
     arrivals: std::collections::VecDeque<(i64, i64)>,
     seq: u64,
-    /// Event time of the last event fed.
-    fed_until: i64,
+    /// Event time of the last event fed, per source.
+    fed_until: HashMap<String, i64>,
     /// Newest event time seen.
     newest: i64,
     stats: CorrelatorStats,
@@ -213,7 +237,7 @@ impl Correlator {
             pending: BTreeMap::new(),
             arrivals: std::collections::VecDeque::new(),
             seq: 0,
-            fed_until: i64::MIN,
+            fed_until: HashMap::new(),
             newest: i64::MIN,
             stats: CorrelatorStats::default(),
         })
@@ -248,7 +272,12 @@ impl Correlator {
         if rules.is_empty() {
             return Vec::new();
         }
-        if ts_secs < self.fed_until {
+        let source = source_of(event);
+        if self
+            .fed_until
+            .get(&source)
+            .is_some_and(|fed| ts_secs < *fed)
+        {
             self.stats.late_dropped += 1;
             return Vec::new();
         }
@@ -260,6 +289,7 @@ impl Correlator {
                 ts: ts_secs,
                 seq: self.seq,
                 arrived: now_secs,
+                source,
                 rules,
                 event: event.clone(),
             },
@@ -309,7 +339,11 @@ impl Correlator {
     }
 
     fn feed(&mut self, p: Pending, out: &mut Vec<CorrelationHit>) {
-        self.fed_until = self.fed_until.max(p.ts);
+        if self.fed_until.len() >= MAX_SOURCES && !self.fed_until.contains_key(&p.source) {
+            self.fed_until.clear();
+        }
+        let fed = self.fed_until.entry(p.source.clone()).or_insert(p.ts);
+        *fed = (*fed).max(p.ts);
         self.stats.fed += 1;
         let detections: Vec<EvaluationResult> = p
             .rules
@@ -381,7 +415,7 @@ impl Correlator {
         let snap = Snapshot {
             engine: self.engine.export_state(),
             pending: self.pending.values().cloned().collect(),
-            fed_until: self.fed_until,
+            fed_until: self.fed_until.clone(),
             newest: self.newest,
             seq: self.seq,
             stats: self.stats,
