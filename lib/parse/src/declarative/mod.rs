@@ -244,15 +244,17 @@ impl Parser {
             .filter_map(|(k, v)| Some((common_field(k), v.clone()?)))
             .collect(),
         };
+        let mut stages = raw.stages;
+        ops::mark_last_reads(&mut stages, &mut Vec::new());
         let mut base = ops::BaseShape::default();
-        base.add(&raw.stages);
+        base.add(&stages);
         fields.seal(|path| base.holds(path));
         Ok(Parser {
             name: raw.name,
             description: raw.description,
             dataset: raw.dataset,
             logsource,
-            stages: raw.stages,
+            stages,
             fields,
             common,
         })

@@ -147,6 +147,102 @@ pub(crate) fn run(stages: &[Stage], rec: &mut Record, ctx: &Context) -> Result<(
     Ok(())
 }
 
+/// Marks the templates of `stages` that read a scratch field for the last time, so that they
+/// move its value rather than copy it. `live` holds the fields read after the stages (none at
+/// the end: scratch fields are dropped then); the fields the stages read are added to it.
+///
+/// The stages run in file order and never loop, so walking them backwards sees every read that
+/// can follow a template; reads are compared as paths, a field above or below counting as the
+/// same field. Writes are ignored (a read after a write would find the new value, but keeping
+/// such a field alive is only a copy too many).
+pub(crate) fn mark_last_reads(stages: &mut [Stage], live: &mut Vec<String>) {
+    for stage in stages.iter_mut().rev() {
+        stage.op.mark_last_reads(live);
+        if let Some(cond) = &stage.cond {
+            let mut reads = Vec::new();
+            cond.fields(&mut reads);
+            live.extend(reads.into_iter().map(str::to_owned));
+        }
+    }
+}
+
+/// Marks `values` (evaluated in order, one after the other) against `live`.
+fn mark_values<'a>(
+    values: impl DoubleEndedIterator<Item = &'a mut ValueTpl>,
+    live: &mut Vec<String>,
+) {
+    for v in values.rev() {
+        v.mark_last_reads(live);
+    }
+}
+
+/// Marks `values` of which at most one is evaluated (the `set` of each regex pattern, the
+/// entries of a `translate` map) against the same `live`; then adds what any of them reads.
+fn mark_alternatives<'a>(
+    values: impl Iterator<Item = Vec<&'a mut ValueTpl>>,
+    live: &mut Vec<String>,
+) {
+    let after = live.clone();
+    for one in values {
+        let mut mine = after.clone();
+        mark_values(one.into_iter(), &mut mine);
+        live.extend(mine.into_iter().skip(after.len()));
+    }
+}
+
+impl Op {
+    fn mark_last_reads(&mut self, live: &mut Vec<String>) {
+        let mut add = |p: &str| live.push(p.to_owned());
+        match self {
+            Op::Syslog { field, zone, .. } => {
+                zone.iter().flat_map(Zone::refs).for_each(&mut add);
+                add(&field.path);
+            }
+            Op::Json { field, .. } => add(&field.path),
+            Op::Kv(kv) => add(&kv.field.path),
+            Op::Csv(csv) => add(&csv.field.path),
+            Op::Regex(re) => {
+                let field = re.field.path.clone();
+                mark_alternatives(
+                    re.sets_mut()
+                        .map(|set| set.iter_mut().map(|(_, v)| v).collect()),
+                    live,
+                );
+                live.push(field);
+            }
+            Op::Date(d) => {
+                d.zone.refs().for_each(&mut add);
+                add(&d.field.path);
+            }
+            Op::Set(fields) => mark_values(fields.iter_mut().map(|(_, v)| v), live),
+            Op::SetDefault(fields) => {
+                // Each target is tested before its value is evaluated.
+                for (f, v) in fields.iter_mut().rev() {
+                    v.mark_last_reads(live);
+                    live.push(f.path.clone());
+                }
+            }
+            Op::Append(fields) => {
+                // Each value is evaluated, then its target read.
+                for (f, v) in fields.iter_mut().rev() {
+                    live.push(f.path.clone());
+                    v.mark_last_reads(live);
+                }
+            }
+            Op::Rename(pairs) => pairs.iter().for_each(|(from, _)| add(&from.path)),
+            Op::Delete(fields) => fields.iter().for_each(|f| add(&f.path)),
+            Op::Translate(t) => {
+                let field = t.field.path.clone();
+                let values = t.map.values_mut().chain(t.default.as_mut());
+                mark_alternatives(values.map(|v| vec![v]), live);
+                live.push(field);
+            }
+            Op::Convert(fields) => fields.iter().for_each(|(f, _)| add(&f.path)),
+            Op::Block(stages) => mark_last_reads(stages, live),
+        }
+    }
+}
+
 /// What the stages may write into the base event rather than into slots.
 #[derive(Debug, Default)]
 pub(crate) struct BaseShape {
@@ -282,11 +378,14 @@ fn merge_into_base(rec: &mut Record, target: Option<&str>, value: Map<String, Va
         }
         Some(path) => {
             let first = path.split('.').next().unwrap_or(path).to_owned();
-            let mut dst = match rec.base.remove(path) {
-                Some(Value::Object(m)) => m,
-                _ => Map::new(),
+            let dst = match rec.base.remove(path) {
+                Some(Value::Object(mut m)) if !m.is_empty() => {
+                    merge(&mut m, value);
+                    m
+                }
+                // Nothing to merge with (the usual case): the object is taken whole.
+                _ => value,
             };
-            merge(&mut dst, value);
             rec.base.set(path, Value::Object(dst));
             rec.clear_under(&first);
         }

@@ -4,9 +4,12 @@
 //! Every field path a parser file names (written or read, in any stage) gets a slot index when
 //! the file loads, so the stages read and write fields by index, without walking nested maps or
 //! allocating keys. The base event holds what comes whole from a codec (the syslog header, a
-//! JSON object) and what `kv` writes under dynamic names. When the stages are done, the set
-//! slots are written into the base event in one pass over the field tree, each object created
-//! once; scratch fields (`_…`) are never written.
+//! JSON object) and what `kv` writes under dynamic names. When the stages are done, the set slots are written into the base event in one pass over the field
+//! tree, each object created once; scratch fields (`_…`) are never written.
+//!
+//! Values move rather than being copied where the semantics allow it: `take` (rename, delete,
+//! append) moves the value out of where it is, and [`Record::get_mut`] lets a template that
+//! is the last read of a scratch field move its value out (see `ValueTpl::mark_last_reads`).
 //!
 //! Invariants:
 //! - a read sees the last write: a set slot, else a value inside an ancestor slot holding an
@@ -206,7 +209,7 @@ impl<'t> Record<'t> {
             }
         }
         if t.in_base[f.id] {
-            self.base.get(&f.path)
+            base_get(self.base.as_map(), &f.path, &t.parts[f.id])
         } else {
             None
         }
@@ -221,20 +224,49 @@ impl<'t> Record<'t> {
     }
 
     /// Whether any slot under the field is set.
-    fn any_below(&self, id: usize) -> bool {
-        self.table.below[id]
-            .iter()
-            .any(|&b| self.slots[b].is_some())
+    pub fn any_below(&self, f: &Field) -> bool {
+        f.id != NO_SLOT
+            && self.table.below[f.id]
+                .iter()
+                .any(|&b| self.slots[b].is_some())
+    }
+
+    /// The value [`Record::get`] reads, in place.
+    pub fn get_mut(&mut self, f: &Field) -> Option<&mut Value> {
+        let t = self.table;
+        if self.slots.get(f.id)?.is_some() {
+            return self.slots[f.id].as_mut();
+        }
+        if let Some(&a) = t.above[f.id].iter().find(|&&a| self.slots[a].is_some()) {
+            let mut v = self.slots[a].as_mut()?;
+            for p in &t.parts[f.id][t.parts[a].len()..] {
+                v = v.as_object_mut()?.get_mut(p)?;
+            }
+            return Some(v);
+        }
+        if !t.in_base[f.id] {
+            return None;
+        }
+        let (map, parts) = (self.base.as_map_mut(), &t.parts[f.id]);
+        if parts.len() > 1 && map.contains_key(&f.path) && descend_map(map, parts).is_none() {
+            return map.get_mut(&f.path);
+        }
+        let (first, rest) = parts.split_first()?;
+        let mut v = map.get_mut(first)?;
+        for p in rest {
+            v = v.as_object_mut()?.get_mut(p)?;
+        }
+        Some(v)
     }
 
     /// Whether the field exists, as a value or as an object some of whose fields are set.
     pub fn exists(&self, f: &Field) -> bool {
-        self.get(f).is_some() || (f.id != NO_SLOT && self.any_below(f.id))
+        self.get(f).is_some() || self.any_below(f)
     }
 
     /// The field's value, objects included with the fields set under them.
     pub fn get_cow(&self, f: &Field) -> Option<Cow<'_, Value>> {
-        if f.id == NO_SLOT || !self.any_below(f.id) {
+        if !self.any_below(f) {
             return self.get(f).map(Cow::Borrowed);
         }
         let mut obj = match self.get(f) {
@@ -255,26 +287,52 @@ impl<'t> Record<'t> {
         self.table.set_slot(&mut self.slots, f, v);
     }
 
-    /// Removes the field and returns its value.
+    /// Removes the field and returns its value (the value [`Record::get_cow`] gives, moved out
+    /// of where it is rather than copied).
     pub fn take(&mut self, f: &Field) -> Option<Value> {
         if f.id == NO_SLOT {
             return None;
         }
-        let value = self.get_cow(f).map(Cow::into_owned);
-        self.slots[f.id] = None;
-        for &b in &self.table.below[f.id] {
-            self.slots[b] = None;
-        }
         let t = self.table;
-        if let Some(&a) = t.above[f.id].iter().find(|&&a| self.slots[a].is_some()) {
-            if let Some(Value::Object(m)) = &mut self.slots[a] {
-                remove_path(m, &t.parts[f.id][t.parts[a].len()..]);
+        let below = self.any_below(f);
+        let own = self.slots[f.id].take();
+        // The nearest set ancestor holds the value when the field has no slot of its own, and
+        // it keeps no copy of it either way.
+        let above = t.above[f.id]
+            .iter()
+            .copied()
+            .find(|&a| self.slots[a].is_some());
+        let in_above = match above {
+            Some(a) => match &mut self.slots[a] {
+                Some(Value::Object(m)) => remove_path(m, &t.parts[f.id][t.parts[a].len()..]),
+                _ => None,
+            },
+            None => None,
+        };
+        let in_base = if t.in_base[f.id] {
+            base_take(&mut self.base, &f.path, &t.parts[f.id])
+        } else {
+            None
+        };
+        let value = match (own, above) {
+            (Some(v), _) => Some(v),
+            (None, Some(_)) => in_above,
+            (None, None) => in_base,
+        };
+        if !below {
+            return value;
+        }
+        let mut obj = match value {
+            Some(Value::Object(m)) => m,
+            _ => Map::new(),
+        };
+        let depth = t.parts[f.id].len();
+        for &b in &t.below[f.id] {
+            if let Some(v) = self.slots[b].take() {
+                insert_path(&mut obj, &t.parts[b][depth..], v);
             }
         }
-        if t.in_base[f.id] {
-            self.base.remove(&f.path);
-        }
-        value
+        Some(Value::Object(obj))
     }
 
     /// Clears the slots whose first part is `key` (a codec stage wrote `key` into the base).
@@ -296,6 +354,7 @@ impl<'t> Record<'t> {
 
 impl Record<'_> {}
 
+/// Writes the set slots of `nodes` into `map`, which may already hold some of their fields.
 fn write_nodes(nodes: &[Node], map: &mut Map<String, Value>, slots: &mut [Option<Value>]) {
     for node in nodes {
         if !node.subtree.iter().any(|&s| slots[s].is_some()) {
@@ -310,19 +369,42 @@ fn write_nodes(nodes: &[Node], map: &mut Map<String, Value>, slots: &mut [Option
             continue;
         }
         // An object in the base (or the node's own value) receives the fields below; else a
-        // new object is filled, then inserted once.
+        // new object is built, then inserted once.
         match (own, map.get_mut(&node.key)) {
             (None, Some(Value::Object(child))) => write_nodes(&node.children, child, slots),
-            (own, _) => {
-                let mut child = match own {
-                    Some(Value::Object(m)) => m,
-                    _ => Map::new(),
-                };
+            (Some(Value::Object(mut child)), _) => {
                 write_nodes(&node.children, &mut child, slots);
+                map.insert(node.key.clone(), Value::Object(child));
+            }
+            (_, _) => {
+                let child = build_nodes(&node.children, slots);
                 map.insert(node.key.clone(), Value::Object(child));
             }
         }
     }
+}
+
+/// A new object holding the set slots of `nodes` (keys come in order: the map is built in
+/// one pass rather than key by key).
+fn build_nodes(nodes: &[Node], slots: &mut [Option<Value>]) -> Map<String, Value> {
+    let mut out = Map::new();
+    for node in nodes {
+        if !node.subtree.iter().any(|&s| slots[s].is_some()) {
+            continue;
+        }
+        let own = node.slot.and_then(|s| slots[s].take());
+        let below = !node.children.is_empty() && node.subtree.iter().any(|&s| slots[s].is_some());
+        let value = match own {
+            Some(v) if !below => v,
+            Some(Value::Object(mut child)) => {
+                write_nodes(&node.children, &mut child, slots);
+                Value::Object(child)
+            }
+            _ => Value::Object(build_nodes(&node.children, slots)),
+        };
+        out.insert(node.key.clone(), value);
+    }
+    out
 }
 
 /// Writes `v` at `parts` under `map`, creating objects (and replacing non-objects) on the way.
@@ -343,18 +425,41 @@ pub(crate) fn insert_path(map: &mut Map<String, Value>, parts: &[String], v: Val
     cur.insert(last.clone(), v);
 }
 
-fn remove_path(map: &mut Map<String, Value>, parts: &[String]) {
-    let Some((last, parents)) = parts.split_last() else {
-        return;
-    };
+/// Removes the value at `parts` under `map` and returns it.
+fn remove_path(map: &mut Map<String, Value>, parts: &[String]) -> Option<Value> {
+    let (last, parents) = parts.split_last()?;
     let mut cur = map;
     for p in parents {
-        let Some(Value::Object(next)) = cur.get_mut(p) else {
-            return;
-        };
-        cur = next;
+        cur = cur.get_mut(p)?.as_object_mut()?;
     }
-    cur.remove(last);
+    cur.remove(last)
+}
+
+/// Removes `path` from the base event as [`Event::remove`] does, and returns the value
+/// [`Event::get`] read there before (the two differ only when the root holds a literal dotted
+/// key `path` as well as the nested field: the literal key goes, the nested value is given).
+fn base_take(base: &mut Event, path: &str, parts: &[String]) -> Option<Value> {
+    if parts.len() > 1 && base.as_map().contains_key(path) {
+        let nested = descend_map(base.as_map(), parts).cloned();
+        let literal = base.as_map_mut().remove(path);
+        return nested.or(literal);
+    }
+    base.remove(path)
+}
+
+/// [`Event::get`] with the path split once for all: the nested field, else a literal dotted
+/// key at the root.
+fn base_get<'v>(map: &'v Map<String, Value>, path: &str, parts: &[String]) -> Option<&'v Value> {
+    match descend_map(map, parts) {
+        None if parts.len() > 1 => map.get(path),
+        found => found,
+    }
+}
+
+/// The value at `parts` under `map`, through nested objects only.
+fn descend_map<'v>(map: &'v Map<String, Value>, parts: &[String]) -> Option<&'v Value> {
+    let (first, rest) = parts.split_first()?;
+    descend(map.get(first)?, rest)
 }
 
 #[cfg(test)]

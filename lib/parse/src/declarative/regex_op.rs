@@ -103,6 +103,11 @@ impl RegexOp {
         })
     }
 
+    /// The `set` block of each pattern.
+    pub fn sets_mut(&mut self) -> impl Iterator<Item = &mut Vec<(Field, ValueTpl)>> {
+        self.patterns.iter_mut().map(|p| &mut p.set)
+    }
+
     /// The first pattern (in file order) that matches `text`, and its captures.
     pub fn find<'t>(&self, text: &'t str) -> Option<(usize, Captures<'t>)> {
         let candidates = match text.as_bytes().first() {

@@ -36,6 +36,12 @@ pub(crate) fn check_path(path: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Whether one path is the other, or a field above or below it.
+pub(crate) fn related(a: &str, b: &str) -> bool {
+    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    long.starts_with(short) && (long.len() == short.len() || long.as_bytes()[short.len()] == b'.')
+}
+
 /// Whether a field path names a scratch field (its first part starts with `_`).
 pub(crate) fn is_scratch(path: &str) -> bool {
     path.starts_with('_')
@@ -52,6 +58,9 @@ enum Part {
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Template {
     parts: Vec<Part>,
+    /// The template is one scratch field that nothing reads afterwards (see
+    /// [`ValueTpl::mark_last_reads`]): its value is moved out rather than copied.
+    last_read: bool,
 }
 
 impl Template {
@@ -78,7 +87,10 @@ impl Template {
         if !rest.is_empty() {
             parts.push(Part::Text(rest.to_owned()));
         }
-        Ok(Template { parts })
+        Ok(Template {
+            parts,
+            last_read: false,
+        })
     }
 
     /// The fields the template reads.
@@ -87,6 +99,23 @@ impl Template {
             Part::Field(f) => Some(f.path.as_str()),
             Part::Text(_) => None,
         })
+    }
+
+    /// [`Template::render`], moving the value out of the record when this is the last read
+    /// of a scratch field (what is left there is never read again, and never output).
+    fn render_mut(&self, rec: &mut Record) -> Option<Value> {
+        if let (true, [Part::Field(f)]) = (self.last_read, self.parts.as_slice()) {
+            // (An object with fields set under it is assembled by `render`.)
+            if !rec.any_below(f) {
+                let v = rec.get_mut(f)?;
+                return match v {
+                    Value::Null => None,
+                    Value::String(s) if s.is_empty() => None,
+                    v => Some(std::mem::take(v)),
+                };
+            }
+        }
+        self.render(rec)
     }
 
     /// The template's value on `rec`, or `None` when a field is missing or the result is
@@ -177,12 +206,31 @@ impl ValueTpl {
         }
     }
 
+    /// Marks the templates that are the last read of a scratch field (`live` holds what is
+    /// read after this value; the fields the value reads are added to it).
+    pub fn mark_last_reads(&mut self, live: &mut Vec<String>) {
+        match self {
+            ValueTpl::Const(_) => {}
+            ValueTpl::Template(t) => {
+                if let [Part::Field(f)] = t.parts.as_slice() {
+                    t.last_read = is_scratch(&f.path) && !live.iter().any(|l| related(l, &f.path));
+                }
+                live.extend(t.refs().map(str::to_owned));
+            }
+            ValueTpl::List(items) => items.iter_mut().rev().for_each(|i| i.mark_last_reads(live)),
+            ValueTpl::Object(fields) => fields
+                .iter_mut()
+                .rev()
+                .for_each(|(_, v)| v.mark_last_reads(live)),
+        }
+    }
+
     /// The value on `rec`: `None` for a template that gives nothing; list items and object
     /// fields that give nothing are left out.
-    pub fn eval(&self, rec: &Record) -> Option<Value> {
+    pub fn eval(&self, rec: &mut Record) -> Option<Value> {
         match self {
             ValueTpl::Const(v) => Some(v.clone()),
-            ValueTpl::Template(t) => t.render(rec),
+            ValueTpl::Template(t) => t.render_mut(rec),
             ValueTpl::List(items) => Some(Value::Array(
                 items.iter().filter_map(|i| i.eval(rec)).collect(),
             )),

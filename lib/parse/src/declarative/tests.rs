@@ -279,3 +279,38 @@ fn dataset_precedence() {
         Some("from.stage")
     );
 }
+
+#[test]
+fn scratch_values_moved_on_their_last_read_are_read_in_full_before() {
+    // `_o.user` is read by two templates, a condition, and once more inside a list and a
+    // translate entry: only the very last read may move it, every earlier one sees it whole.
+    let yaml = r#"
+name: moves
+stages:
+  - json: {target: _o}
+  - set:
+      user.name: "{{_o.user}}"
+      user.id: "{{_o.id}}"
+      related.user: ["{{_o.user}}", "{{_o.user}}"]
+  - if: {equals: {_o.user: alice}}
+    set: {event.action: "{{_o.action}}", event.reason: "{{_o.action}}"}
+  - translate:
+      field: _o.kind
+      target: event.kind
+      map: {a: "{{_o.user}}", b: "{{_o.nested}}"}
+  - set: {user.target.name: "{{_o.user}}", _copy: "{{_o.nested}}"}
+  - set: {labels: "{{_copy}}"}
+"#;
+    let line =
+        r#"{"user": "alice", "id": 7, "action": "login", "kind": "a", "nested": {"x": [1]}}"#;
+    let ev = parse(yaml, line);
+    assert_eq!(ev["user"]["name"], "alice");
+    assert_eq!(ev["user"]["id"], 7);
+    assert_eq!(ev["related"]["user"], json!(["alice", "alice"]));
+    assert_eq!(ev["event"]["action"], "login");
+    assert_eq!(ev["event"]["reason"], "login");
+    assert_eq!(ev["event"]["kind"], "alice");
+    assert_eq!(ev["user"]["target"]["name"], "alice");
+    assert_eq!(ev["labels"], json!({"x": [1]}));
+    assert!(ev.get("_o").is_none() && ev.get("_copy").is_none());
+}
