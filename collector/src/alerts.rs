@@ -134,6 +134,24 @@ pub fn entity_event(d: &NewDetection) -> Map<String, Value> {
     ev.into_map()
 }
 
+/// The detections (as [`with_events`] returned them, `positions` being their events'
+/// positions in the batch) whose events were not left out as duplicates (`dropped`).
+pub fn without_positions(
+    detections: Vec<(usize, NewDetection)>,
+    positions: &[usize],
+    dropped: &[usize],
+) -> Vec<(usize, NewDetection)> {
+    if dropped.is_empty() {
+        return detections;
+    }
+    detections
+        .into_iter()
+        .zip(positions)
+        .filter(|(_, p)| !dropped.contains(p))
+        .map(|(d, _)| d)
+        .collect()
+}
+
 /// Copies the events that `detections` point at, and points them at the copies.
 #[allow(clippy::type_complexity)]
 pub fn with_events(

@@ -171,7 +171,25 @@ pub struct IndexRequest {
     pub agent_id: String,
     pub batch: BatchId,
     pub events: Vec<Map<String, Value>>,
-    pub reply: oneshot::Sender<Result<IndexOutcome, IndexError>>,
+    pub reply: oneshot::Sender<Result<Submitted, IndexError>>,
+}
+
+/// What happened to a batch, with the positions (in the batch as submitted) of the edge
+/// detections left out because they were already stored (an agent's fast-lane copy, then
+/// its spooled original): their detections must not be counted again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submitted {
+    pub outcome: IndexOutcome,
+    pub dropped: Vec<usize>,
+}
+
+impl Submitted {
+    fn duplicate() -> Self {
+        Submitted {
+            outcome: IndexOutcome::Duplicate,
+            dropped: Vec::new(),
+        }
+    }
 }
 
 /// The handle of the indexer thread.
@@ -233,6 +251,16 @@ impl Indexer {
         batch: BatchId,
         events: Vec<Map<String, Value>>,
     ) -> Result<IndexOutcome, IndexError> {
+        Ok(self.submit_detailed(agent_id, batch, events).await?.outcome)
+    }
+
+    /// [`Indexer::submit`], also saying which events were left out as edge duplicates.
+    pub async fn submit_detailed(
+        &self,
+        agent_id: String,
+        batch: BatchId,
+        events: Vec<Map<String, Value>>,
+    ) -> Result<Submitted, IndexError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(IndexRequest {
@@ -258,7 +286,7 @@ fn edge_event_id(ev: &Map<String, Value>) -> Option<&str> {
         .filter(|d| !d.is_empty())?;
     ev.get("event")?.get("id")?.as_str()
 }
-type Reply = oneshot::Sender<Result<IndexOutcome, IndexError>>;
+type Reply = oneshot::Sender<Result<Submitted, IndexError>>;
 
 struct Worker {
     store: Arc<Store>,
@@ -269,7 +297,7 @@ struct Worker {
     /// When the previous commit started.
     last_commit: Option<Instant>,
     max_events: usize,
-    pending: Vec<(Key, u64, Reply)>,
+    pending: Vec<(Key, u64, Vec<usize>, Reply)>,
     pending_ids: HashSet<Key>,
     /// Edge detections `(agent, event.id)` in the open group, recorded when it closes.
     pending_edge: HashSet<(String, String)>,
@@ -344,7 +372,7 @@ impl Worker {
         match self.db.batch_seen(&key.0, &key.1, key.2) {
             Ok(true) => {
                 add(&self.metrics.batches_duplicate, 1);
-                let _ = req.reply.send(Ok(IndexOutcome::Duplicate));
+                let _ = req.reply.send(Ok(Submitted::duplicate()));
                 return;
             }
             Ok(false) => {}
@@ -362,10 +390,13 @@ impl Worker {
         }
         let mut events = req.events;
         let mut edge_new = Vec::new();
-        if let Err(e) = self.drop_edge_copies(&key.0, &mut events, &mut edge_new) {
-            let _ = req.reply.send(Err(IndexError::Storage(e.to_string())));
-            return;
-        }
+        let dropped = match self.drop_edge_copies(&key.0, &mut events, &mut edge_new) {
+            Ok(d) => d,
+            Err(e) => {
+                let _ = req.reply.send(Err(IndexError::Storage(e.to_string())));
+                return;
+            }
+        };
         let n = events.len();
         if let Err(e) = self.store.add_in_group(events, self.group) {
             tracing::error!(error = %e, agent = %key.0, "adding events to the store failed");
@@ -377,30 +408,39 @@ impl Worker {
         self.oldest.get_or_insert_with(Instant::now);
         self.pending_ids.insert(key.clone());
         self.pending_edge.extend(edge_new);
-        self.pending.push((key, n as u64, req.reply));
+        self.pending.push((key, n as u64, dropped, req.reply));
     }
 
     /// Removes from `events` the edge detections already stored or pending (an agent sends a
     /// tagged event twice: on its fast lane, then from its spool); the new ones go to `fresh`.
+    /// Returns the positions of the removed ones.
     fn drop_edge_copies(
         &self,
         agent_id: &str,
         events: &mut Vec<Map<String, Value>>,
         fresh: &mut Vec<(String, String)>,
-    ) -> Result<(), crate::db::DbError> {
+    ) -> Result<Vec<usize>, crate::db::DbError> {
         let mut seen_here = HashSet::new();
         let mut err = None;
         let before = events.len();
+        let mut position = 0usize;
+        let mut dropped = Vec::new();
         events.retain(|ev| {
+            let at = position;
+            position += 1;
             let Some(id) = edge_event_id(ev) else {
                 return true;
             };
             let key = (agent_id.to_owned(), id.to_owned());
             if self.pending_edge.contains(&key) || seen_here.contains(&key) {
+                dropped.push(at);
                 return false;
             }
             match self.db.edge_event_seen(agent_id, id) {
-                Ok(true) => false,
+                Ok(true) => {
+                    dropped.push(at);
+                    false
+                }
                 Ok(false) => {
                     seen_here.insert(key.clone());
                     fresh.push(key);
@@ -419,7 +459,7 @@ impl Worker {
             &self.metrics.edge_duplicates,
             (before - events.len()) as u64,
         );
-        Ok(())
+        Ok(dropped)
     }
 
     fn commit(&mut self) {
@@ -439,7 +479,7 @@ impl Worker {
         let edge: Vec<(String, String)> = self.pending_edge.drain().collect();
         let ids: Vec<(String, String, u64, u64)> = pending
             .iter()
-            .map(|((a, s, q), n, _)| (a.clone(), s.clone(), *q, *n))
+            .map(|((a, s, q), n, _, _)| (a.clone(), s.clone(), *q, *n))
             .collect();
         // The transaction that closes this group also opens the next one, so
         // a group costs one SQLite fsync.
@@ -483,17 +523,20 @@ impl Worker {
                 add(&self.metrics.commits, 1);
                 add(&self.metrics.events_stored, events);
                 add(&self.metrics.batches_duplicate, waiters.len() as u64);
-                for (_, n, reply) in pending {
-                    let _ = reply.send(Ok(IndexOutcome::Stored(n)));
+                for (_, n, dropped, reply) in pending {
+                    let _ = reply.send(Ok(Submitted {
+                        outcome: IndexOutcome::Stored(n),
+                        dropped,
+                    }));
                 }
                 for reply in waiters {
-                    let _ = reply.send(Ok(IndexOutcome::Duplicate));
+                    let _ = reply.send(Ok(Submitted::duplicate()));
                 }
             }
             Err(e) => {
                 add(&self.metrics.commit_errors, 1);
                 tracing::error!(error = %e, batches = ids.len(), "commit failed; batches not acknowledged, agents will retry");
-                for (_, _, reply) in pending {
+                for (_, _, _, reply) in pending {
                     let _ = reply.send(Err(IndexError::Storage(e.clone())));
                 }
                 for reply in waiters {

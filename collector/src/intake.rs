@@ -167,25 +167,27 @@ pub async fn store(
         let mut events = events;
         let counts = st2.central.evaluate(&mut events);
         crate::api::agent::count_central(&st2, counts);
-        let (detections, kept) =
-            crate::alerts::with_events(crate::alerts::detections(&sid, &events), &events);
-        (events, detections, kept)
+        let found = crate::alerts::detections(&sid, &events);
+        let positions: Vec<usize> = found.iter().map(|(i, _)| *i).collect();
+        let (detections, kept) = crate::alerts::with_events(found, &events);
+        (events, detections, kept, positions)
     })
     .await
     .map_err(|e| IndexError::Storage(e.to_string()))?;
-    let (events, detections, kept) = evaluated;
+    let (events, detections, kept, positions) = evaluated;
     let batch = BatchId {
         stream: "external".into(),
         sequence: next_sequence(),
     };
-    let outcome = st
+    let submitted = st
         .indexer
-        .submit(source_id.to_owned(), batch, events)
+        .submit_detailed(source_id.to_owned(), batch, events)
         .await?;
-    let n = match outcome {
+    let n = match submitted.outcome {
         IndexOutcome::Stored(n) => n,
-        IndexOutcome::Duplicate => 0,
+        IndexOutcome::Duplicate => return Ok(0),
     };
+    let detections = crate::alerts::without_positions(detections, &positions, &submitted.dropped);
     if !detections.is_empty() {
         crate::api::agent::after_store(st, detections, kept).await;
     }

@@ -266,16 +266,22 @@ pub(super) async fn post_batch(
     }
     let rejected = decoded.rejected;
     // The detections, with a copy of their events for the alert filters (few).
-    let (detections, kept_events) = crate::alerts::with_events(
-        crate::alerts::detections(&agent_id, &decoded.events),
-        &decoded.events,
-    );
-    let outcome = st
+    let found = crate::alerts::detections(&agent_id, &decoded.events);
+    let positions: Vec<usize> = found.iter().map(|(i, _)| *i).collect();
+    let (detections, kept_events) = crate::alerts::with_events(found, &decoded.events);
+    let submitted = st
         .indexer
-        .submit(agent_id.clone(), batch.clone(), decoded.events)
+        .submit_detailed(agent_id.clone(), batch.clone(), decoded.events)
         .await;
-    if matches!(outcome, Ok(IndexOutcome::Stored(_))) && !detections.is_empty() {
-        after_store(&st, detections, kept_events).await;
+    let outcome = submitted
+        .as_ref()
+        .map(|s| s.outcome.clone())
+        .map_err(Clone::clone);
+    if let Ok(s) = &submitted {
+        if matches!(s.outcome, IndexOutcome::Stored(_)) && !detections.is_empty() {
+            let detections = crate::alerts::without_positions(detections, &positions, &s.dropped);
+            after_store(&st, detections, kept_events).await;
+        }
     }
     match outcome {
         Ok(IndexOutcome::Duplicate) => Json(Ack {
