@@ -78,7 +78,9 @@ pub struct CorrelationConfig {
     /// stalest are evicted and counted (`vigie_correlation_state_evicted_total`).
     #[serde(default = "default_max_state_entries")]
     pub max_state_entries: usize,
-    /// Entries kept per window state, at most.
+    /// Entries (events, values) kept per window state, at most; the oldest go first. It bounds
+    /// the work per event (rsigma counts distinct values over the whole window): a threshold
+    /// above it can never be reached.
     #[serde(default = "default_max_group_entries")]
     pub max_group_entries: usize,
     /// How often the correlation state is saved to the database (it is also saved at a clean
@@ -97,7 +99,7 @@ fn default_max_state_entries() -> usize {
     100_000
 }
 fn default_max_group_entries() -> usize {
-    10_000
+    1_000
 }
 fn default_state_save_interval_secs() -> u64 {
     5

@@ -57,7 +57,7 @@ impl Default for CorrelatorConfig {
             lateness_secs: 10,
             max_pending: 100_000,
             max_state_entries: 100_000,
-            max_group_entries: 10_000,
+            max_group_entries: 1_000,
         }
     }
 }
