@@ -34,6 +34,7 @@ use crate::store::{parse_query, Store};
 
 pub mod agent;
 pub mod alerts;
+pub mod hunts;
 pub mod intakes;
 pub mod rules;
 
@@ -57,6 +58,8 @@ pub struct AppState {
     pub central: Arc<crate::central::Central>,
     /// The pull connectors running: name, format and their counters.
     pub connectors: Vec<(String, String, vigie_connect::StatsHandle)>,
+    /// Retro-hunts, running and finished (in memory).
+    pub hunts: crate::hunts::Hunts,
 }
 
 type Shared = State<Arc<AppState>>;
@@ -105,6 +108,11 @@ pub fn router(state: Arc<AppState>) -> Router {
             axum::routing::delete(intakes::delete_intake),
         )
         .route("/connectors", get(list_connectors))
+        .route("/hunts", get(hunts::list_hunts).post(hunts::create_hunt))
+        .route(
+            "/hunts/{id}",
+            get(hunts::get_hunt).delete(hunts::delete_hunt),
+        )
         .route("/rules/{id}/enable", post(rules::enable_rule))
         .route("/rules/{id}/disable", post(rules::disable_rule))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token))
@@ -476,6 +484,8 @@ async fn dead_letters(State(st): Shared, Query(p): Query<DeadLetterParams>) -> R
     }
 }
 
+#[cfg(test)]
+mod hunts_tests;
 #[cfg(test)]
 mod intakes_tests;
 #[cfg(test)]

@@ -77,11 +77,19 @@ pub struct Pack {
     pub disabled: Vec<String>,
     /// Ids of the rules posted through the API.
     pub api_ids: BTreeSet<String>,
+    /// The options the pack was loaded with (mappings, placeholders, disabled ids).
+    load_options: LoadOptions,
 }
 
 impl Pack {
     pub fn version(&self) -> &str {
         self.set.version()
+    }
+
+    /// The options this pack was loaded with, to load other rules the same way (the
+    /// retro-hunts of [`crate::hunts`]).
+    pub fn load_options(&self) -> LoadOptions {
+        self.load_options.clone()
     }
 
     /// Every rule and correlation, enabled ones from the pack and disabled ones by id.
@@ -429,7 +437,7 @@ fn build_pack_with(
         &sources,
         &LoadOptions {
             only_central: true,
-            ..opts
+            ..opts.clone()
         },
     );
     for r in &report.rejected {
@@ -455,5 +463,6 @@ fn build_pack_with(
         placeholders: cfg.placeholders.clone(),
         disabled,
         api_ids: api.into_keys().collect(),
+        load_options: opts,
     })
 }

@@ -97,6 +97,7 @@ pub async fn start(cfg: CollectorConfig, listener: Option<TcpListener>) -> Resul
         ca,
         started: Instant::now(),
         alert_filters,
+        hunts: Default::default(),
     });
     let shutdown = CancellationToken::new();
     spawn_retention(store, db.clone(), shutdown.clone());

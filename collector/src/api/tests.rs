@@ -100,6 +100,7 @@ pub(super) fn harness(ingest: IngestConfig) -> Harness {
         ca: ca.clone(),
         started: Instant::now(),
         alert_filters,
+        hunts: Default::default(),
     });
     Harness {
         _dir: dir,
