@@ -748,8 +748,8 @@ mod rules;
 mod schema;
 
 pub use alert_filters::FilterRow;
+pub use alerts::{AlertFilter, AlertRow, AlertSort, HistoryRow, NewDetection, Raised};
 pub use intakes::{IntakeError, IntakeRow, INTAKE_KEY_PREFIX};
 pub use rules::ApiRule;
-pub use alerts::{AlertFilter, AlertRow, AlertSort, HistoryRow, NewDetection, Raised};
 #[cfg(test)]
 mod tests;
