@@ -40,6 +40,17 @@ fn get_str<'a>(ev: &'a Map<String, Value>, path: &str) -> Option<&'a str> {
 
 /// The detections in `events` (an agent's batch, as stored), each with its event's index.
 pub fn detections(agent_id: &str, events: &[Map<String, Value>]) -> Vec<(usize, NewDetection)> {
+    detections_grouped(agent_id, events, &|_| None)
+}
+
+/// [`detections`], with the grouping fields of rules that set their own
+/// (`vigie: {group_by: [...]}`): `group_by(rule_id)` gives them, `None` for the default
+/// ([`ENTITY_FIELDS`]).
+pub fn detections_grouped(
+    agent_id: &str,
+    events: &[Map<String, Value>],
+    group_by: &dyn Fn(&str) -> Option<Vec<String>>,
+) -> Vec<(usize, NewDetection)> {
     let mut out = Vec::new();
     for (index, ev) in events.iter().enumerate() {
         let dets = get(ev, "vigie.detections").and_then(Value::as_array);
@@ -69,6 +80,29 @@ pub fn detections(agent_id: &str, events: &[Map<String, Value>]) -> Vec<(usize, 
             .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
             .map_or_else(Utc::now, |t| t.with_timezone(&Utc));
         let mut push = |rule_id: String, title: String, level: String, origin: &'static str| {
+            // A rule with its own grouping fields: the key is their values, and they show
+            // among the entities.
+            let (group_key, entities) = match group_by(&rule_id) {
+                Some(fields) => {
+                    let mut shown: Map<String, Value> =
+                        serde_json::from_str(&entities).unwrap_or_default();
+                    let key: Vec<Value> = fields
+                        .iter()
+                        .map(|f| {
+                            let v = get(ev, f).filter(|v| !v.is_null()).cloned();
+                            if let Some(v) = &v {
+                                shown.insert(f.clone(), v.clone());
+                            }
+                            v.unwrap_or(Value::Null)
+                        })
+                        .collect();
+                    (
+                        Value::Array(key).to_string(),
+                        Value::Object(shown).to_string(),
+                    )
+                }
+                None => (group_key.clone(), entities.clone()),
+            };
             out.push((
                 index,
                 NewDetection {
@@ -78,8 +112,8 @@ pub fn detections(agent_id: &str, events: &[Map<String, Value>]) -> Vec<(usize, 
                     rule_id,
                     rule_title: title,
                     rule_level: level,
-                    group_key: group_key.clone(),
-                    entities: entities.clone(),
+                    group_key,
+                    entities,
                     origin,
                     at,
                 },

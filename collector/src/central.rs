@@ -309,6 +309,15 @@ impl Central {
         self.pack().set.rule(rule_id).is_none_or(|r| r.alert)
     }
 
+    /// The grouping fields of a rule that sets its own (`vigie: {group_by: [...]}`).
+    pub fn group_by(&self, rule_id: &str) -> Option<Vec<String>> {
+        self.pack()
+            .set
+            .rule(rule_id)
+            .filter(|r| !r.group_by.is_empty())
+            .map(|r| r.group_by.clone())
+    }
+
     /// Feeds stored events and the rules they matched to the correlations; returns the
     /// alerts-to-be of the correlations that fired.
     pub fn correlate(

@@ -167,7 +167,7 @@ pub async fn store(
         let mut events = events;
         let counts = st2.central.evaluate(&mut events);
         crate::api::agent::count_central(&st2, counts);
-        let found = crate::alerts::detections(&sid, &events);
+        let found = crate::alerts::detections_grouped(&sid, &events, &|r| st2.central.group_by(r));
         let positions: Vec<usize> = found.iter().map(|(i, _)| *i).collect();
         let (detections, kept) = crate::alerts::with_events(found, &events);
         (events, detections, kept, positions)

@@ -266,7 +266,8 @@ pub(super) async fn post_batch(
     }
     let rejected = decoded.rejected;
     // The detections, with a copy of their events for the alert filters (few).
-    let found = crate::alerts::detections(&agent_id, &decoded.events);
+    let found =
+        crate::alerts::detections_grouped(&agent_id, &decoded.events, &|r| st.central.group_by(r));
     let positions: Vec<usize> = found.iter().map(|(i, _)| *i).collect();
     let (detections, kept_events) = crate::alerts::with_events(found, &decoded.events);
     let submitted = st

@@ -345,3 +345,42 @@ async fn agents_get_the_pack_with_an_etag() {
     let (status, _, _) = h.call(req).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_can_group_its_alerts_by_its_own_fields() {
+    let h = harness(IngestConfig::default());
+    // Grouped by user only: failures of one user from several addresses are one alert.
+    let rule = FAILED.replace(
+        "level: low",
+        "level: medium\nvigie:\n  group_by: [user.name]",
+    );
+    let (status, body) = h.post_yaml(&rule, "application/yaml").await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let peer = h.agent("agt_a", true);
+    let body: String = ["203.0.113.9", "198.51.100.7", "192.0.2.1"]
+        .iter()
+        .enumerate()
+        .map(|(i, ip)| failed_login(i, ip, json!({})))
+        .collect();
+    let (status, ack) = h.lines(&peer, "s1/1", body).await;
+    assert_eq!(status, StatusCode::OK, "{ack}");
+    let alerts = h.get("/api/v1/alerts").await;
+    assert_eq!(alerts["total"], 1, "{alerts}");
+    assert_eq!(alerts["items"][0]["occurrences"], 3);
+    assert_eq!(alerts["items"][0]["entities"]["user.name"], "root");
+
+    // Without it, the default key (host, user, source and destination addresses) splits them.
+    let h = harness(IngestConfig::default());
+    let rule = FAILED.replace("level: low", "level: medium");
+    let (status, _) = h.post_yaml(&rule, "application/yaml").await;
+    assert_eq!(status, StatusCode::CREATED);
+    let peer = h.agent("agt_a", true);
+    let body: String = ["203.0.113.9", "198.51.100.7", "192.0.2.1"]
+        .iter()
+        .enumerate()
+        .map(|(i, ip)| failed_login(i, ip, json!({})))
+        .collect();
+    let (status, _) = h.lines(&peer, "s1/1", body).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(h.get("/api/v1/alerts").await["total"], 3);
+}

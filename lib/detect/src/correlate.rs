@@ -207,6 +207,7 @@ impl Correlator {
                 level: c.level.map_or("medium", |l| l.as_str()).to_owned(),
                 action: crate::Action::Tag,
                 alert: true,
+                group_by: Vec::new(),
                 file: Default::default(),
             };
             // A chained correlation refers to another by id or name.

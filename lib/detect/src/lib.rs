@@ -142,6 +142,11 @@ pub struct Rule {
     /// its matches still tag the event and feed the correlations.
     #[serde(skip)]
     pub alert: bool,
+    /// The fields whose values group this rule's detections into one alert
+    /// (`vigie: {group_by: [user.name]}`); empty for the collector's default (host, user,
+    /// source and destination addresses).
+    #[serde(skip)]
+    pub group_by: Vec<String>,
     /// The file the rule came from.
     #[serde(skip)]
     pub file: PathBuf,
@@ -283,6 +288,7 @@ impl RuleSet {
                 level: rule.level.map_or("medium", |l| l.as_str()).to_owned(),
                 action: action_of(rule, &opts.drop_rules),
                 alert: true,
+                group_by: group_by_of(rule),
                 file: (*file).clone(),
             };
             rules.insert(meta.id.clone(), Arc::new(meta));
@@ -407,6 +413,28 @@ fn map_filter(filter: &FilterRule, pipelines: &[Pipeline]) -> Result<FilterRule,
 /// The key a rule is known by: its id, else its title.
 fn rule_key(rule: &SigmaRule) -> String {
     rule.id.clone().unwrap_or_else(|| rule.title.clone())
+}
+
+/// The fields of `vigie: {group_by: [...]}` (a string or a list).
+fn group_by_of(rule: &SigmaRule) -> Vec<String> {
+    let Some(v) = rule
+        .custom_attributes
+        .get("vigie")
+        .and_then(|v| v.get("group_by"))
+    else {
+        return Vec::new();
+    };
+    if let Some(s) = v.as_str() {
+        return vec![s.to_owned()];
+    }
+    v.as_sequence()
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|i| i.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Whether a rule says `vigie: {scope: central}`.
