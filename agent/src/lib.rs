@@ -20,6 +20,7 @@ pub mod ratelimit;
 pub mod rulepack;
 pub mod rules_cli;
 pub mod run;
+pub mod sd_notify;
 pub mod shipper;
 pub mod sources;
 pub mod spool;

@@ -168,6 +168,7 @@ fn run(command: Command) -> Result<(), (u8, anyhow::Error)> {
                 let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
                 tokio::spawn(async move {
                     wait_for_signal().await;
+                    vigie_agent::sd_notify::notify("STOPPING=1");
                     let _ = stop_tx.send(true);
                 });
                 vigie_agent::run::run(cfg, stop_rx).await

@@ -454,6 +454,10 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
         });
     }
 
+    // Sources, spool and shipper are running: tell systemd (Type=notify), and ping its
+    // watchdog while the runtime lives.
+    crate::sd_notify::notify("READY=1");
+    crate::sd_notify::spawn_watchdog();
     let normalizer = Normalizer::new(cfg.host_name.clone(), infos);
     let mut builder = BatchBuilder::new(cfg.batch.clone(), 0);
     let mut report = tokio::time::interval(Duration::from_secs(60));

@@ -218,8 +218,11 @@ impl Running {
 /// Runs until SIGINT or SIGTERM.
 pub async fn serve(cfg: CollectorConfig) -> Result<()> {
     let running = start(cfg, None).await?;
+    vigie_agent::sd_notify::notify("READY=1");
+    vigie_agent::sd_notify::spawn_watchdog();
     wait_for_signal().await;
     tracing::info!("shutting down");
+    vigie_agent::sd_notify::notify("STOPPING=1");
     running.stop().await;
     Ok(())
 }
