@@ -88,7 +88,8 @@ enum RulesCommand {
         /// Events: NDJSON, or raw lines with --format.
         #[arg(long)]
         events: PathBuf,
-        /// Read raw lines with this format (json, syslog, plain).
+        /// Read raw lines with this format: a codec (json, syslog, plain) or a parser
+        /// (linux_auth, teleport, nginx_access, ...).
         #[arg(long)]
         format: Option<String>,
         /// Field-mapping files or directories (e.g. rules/mappings).
@@ -256,11 +257,11 @@ fn rules(command: RulesCommand) -> Result<(), (u8, anyhow::Error)> {
             format,
             mappings,
         } => {
-            let codec = format
-                .map(|f| f.parse::<vigie_parse::Codec>())
+            let format = format
+                .map(|f| rules_cli::LineFormat::parse(&f))
                 .transpose()
                 .map_err(|e| (2, anyhow::anyhow!("--format: {e}")))?;
-            rules_cli::test(&rules, &mappings, &events, codec)
+            rules_cli::test(&rules, &mappings, &events, format)
                 .map(|_| ())
                 .map_err(|e| (2, e))
         }

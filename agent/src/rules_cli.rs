@@ -6,7 +6,8 @@
 //!   `{"loaded":N,"rejected":[{"file":…,"id":…,"reason":…}]}`. Exit code 1 when a document
 //!   was rejected, so it can gate a rules repository's CI.
 //! - `test --rules PATH... --events FILE` runs the rules on events (NDJSON; or raw lines read
-//!   with `--format json|syslog|plain`) and prints one JSON object per match:
+//!   with `--format` and a codec or a parser name: `syslog`, `linux_auth`, `teleport`...)
+//!   and prints one JSON object per match:
 //!   `{"rule":{"id":…,"title":…,"level":…},"event":{…}}`.
 
 use std::io::{BufRead, Read, Write};
@@ -65,12 +66,35 @@ pub fn check(rules: &[PathBuf], mappings: &[PathBuf], as_json: bool) -> Result<b
     Ok(report.rejected.is_empty())
 }
 
+/// How `rules test` reads raw lines: a codec, or a built-in parser.
+#[derive(Clone, Copy)]
+pub enum LineFormat {
+    Codec(Codec),
+    Parser(&'static vigie_parse::Parser),
+}
+
+impl LineFormat {
+    /// A built-in parser (`linux_auth`, `teleport`, ...) or a codec (`json`, `syslog`,
+    /// `plain`) by name.
+    pub fn parse(name: &str) -> Result<LineFormat> {
+        if let Some(p) = vigie_parse::Registry::shared().get(name) {
+            return Ok(LineFormat::Parser(p));
+        }
+        name.parse::<Codec>().map(LineFormat::Codec).map_err(|_| {
+            anyhow::anyhow!(
+                "unknown format {name:?}: a codec (json, syslog, plain) or a parser ({})",
+                vigie_parse::Registry::shared().names().join(", ")
+            )
+        })
+    }
+}
+
 /// `rules test`: prints every match; returns how many there were.
 pub fn test(
     rules: &[PathBuf],
     mappings: &[PathBuf],
     events: &PathBuf,
-    format: Option<Codec>,
+    format: Option<LineFormat>,
 ) -> Result<u64> {
     let (set, report) = load(rules, mappings)?;
     for r in &report.rejected {
@@ -109,7 +133,8 @@ pub fn test(
             continue;
         }
         let event = match format {
-            Some(codec) => decode(codec, text, false, &ctx),
+            Some(LineFormat::Codec(codec)) => decode(codec, text, false, &ctx),
+            Some(LineFormat::Parser(parser)) => parser.parse(text, &ctx),
             None => serde_json::from_slice::<serde_json::Value>(text)
                 .ok()
                 .and_then(Event::from_value)
@@ -134,4 +159,41 @@ pub fn test(
     }
     out.flush()?;
     Ok(matches)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_lines_are_read_with_a_parser_or_a_codec() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let rule = dir.path().join("r.yml");
+        std::fs::write(
+            &rule,
+            "title: SSH failure\nid: r1\nlogsource: {product: linux, service: sshd}\n\
+             detection:\n  sel: {event.action: ssh_login, event.outcome: failure}\n  condition: sel\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let lines = dir.path().join("auth.log");
+        std::fs::write(
+            &lines,
+            "Nov 26 10:00:40 bastion-1 sshd[4040]: Failed password for alice from 198.51.100.7 port 40040 ssh2\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let run = |format: &str| {
+            let f = LineFormat::parse(format).unwrap_or_else(|e| panic!("{e}"));
+            test(std::slice::from_ref(&rule), &[], &lines, Some(f))
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        // The parser sets event.action / event.outcome and the sshd logsource; the bare
+        // syslog codec does not.
+        assert_eq!(run("linux_auth"), 1);
+        assert_eq!(run("syslog"), 0);
+        let err = LineFormat::parse("nope")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("linux_auth"), "{err}");
+    }
 }
