@@ -80,12 +80,12 @@ pub fn detections_grouped(
             .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
             .map_or_else(Utc::now, |t| t.with_timezone(&Utc));
         let mut push = |rule_id: String, title: String, level: String, origin: &'static str| {
-            // A rule with its own grouping fields: the key is their values, and they show
-            // among the entities.
+            // A rule with its own grouping fields: the key is their values, and they are the
+            // alert's entities (the first event's other fields would mislead: the alert
+            // spans several users or hosts); none present: the usual entities.
             let (group_key, entities) = match group_by(&rule_id) {
                 Some(fields) => {
-                    let mut shown: Map<String, Value> =
-                        serde_json::from_str(&entities).unwrap_or_default();
+                    let mut shown = Map::new();
                     let key: Vec<Value> = fields
                         .iter()
                         .map(|f| {
@@ -96,10 +96,12 @@ pub fn detections_grouped(
                             v.unwrap_or(Value::Null)
                         })
                         .collect();
-                    (
-                        Value::Array(key).to_string(),
-                        Value::Object(shown).to_string(),
-                    )
+                    let shown = if shown.is_empty() {
+                        entities.clone()
+                    } else {
+                        Value::Object(shown).to_string()
+                    };
+                    (Value::Array(key).to_string(), shown)
                 }
                 None => (group_key.clone(), entities.clone()),
             };
