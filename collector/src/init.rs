@@ -157,6 +157,20 @@ burst_events = 200000
 [enrollment]
 cert_validity_days = 30
 token_ttl_secs = 604800
+
+# Central detection: the rule pack the collector runs and serves to agents with
+# `[detect] source = "collector"`. Packages install Vigie's rules in /usr/share/vigie/rules;
+# from a source checkout, point at its rules/ folder.
+#[detection]
+#rules = ["/usr/share/vigie/rules/sigma", "/usr/share/vigie/rules/correlations"]
+#mappings = ["/usr/share/vigie/rules/mappings"]
+
+# Pull connectors (all keys: lib/connect/README.md), e.g. Okta's System Log:
+#[[connectors]]
+#name = "okta"
+#type = "okta"
+#base_url = "https://example.okta.com"
+#token_env = "OKTA_API_TOKEN"
 "#,
         listen = opts.listen
     )
