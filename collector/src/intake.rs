@@ -162,36 +162,22 @@ pub async fn store(
     events: Vec<Map<String, Value>>,
 ) -> Result<u64, IndexError> {
     let st2 = st.clone();
-    let sid = source_id.to_owned();
-    let evaluated = tokio::task::spawn_blocking(move || {
+    let events = tokio::task::spawn_blocking(move || {
         let mut events = events;
         let counts = st2.central.evaluate(&mut events);
         crate::api::agent::count_central(&st2, counts);
-        let found = crate::alerts::detections_grouped(&sid, &events, &|r| st2.central.group_by(r));
-        let positions: Vec<usize> = found.iter().map(|(i, _)| *i).collect();
-        let (detections, kept) = crate::alerts::with_events(found, &events);
-        (events, detections, kept, positions)
+        events
     })
     .await
     .map_err(|e| IndexError::Storage(e.to_string()))?;
-    let (events, detections, kept, positions) = evaluated;
     let batch = BatchId {
         stream: "external".into(),
         sequence: next_sequence(),
     };
-    let submitted = st
-        .indexer
-        .submit_detailed(source_id.to_owned(), batch, events)
-        .await?;
-    let n = match submitted.outcome {
-        IndexOutcome::Stored(n) => n,
-        IndexOutcome::Duplicate => return Ok(0),
-    };
-    let detections = crate::alerts::without_positions(detections, &positions, &submitted.dropped);
-    if !detections.is_empty() {
-        crate::api::agent::after_store(st, detections, kept).await;
+    match crate::api::agent::store_and_alert(st, source_id.to_owned(), batch, events).await? {
+        IndexOutcome::Stored(n) => Ok(n),
+        IndexOutcome::Duplicate => Ok(0),
     }
-    Ok(n)
 }
 
 #[cfg(test)]

@@ -265,25 +265,7 @@ pub(super) async fn post_batch(
         return resp;
     }
     let rejected = decoded.rejected;
-    // The detections, with a copy of their events for the alert filters (few).
-    let found =
-        crate::alerts::detections_grouped(&agent_id, &decoded.events, &|r| st.central.group_by(r));
-    let positions: Vec<usize> = found.iter().map(|(i, _)| *i).collect();
-    let (detections, kept_events) = crate::alerts::with_events(found, &decoded.events);
-    let submitted = st
-        .indexer
-        .submit_detailed(agent_id.clone(), batch.clone(), decoded.events)
-        .await;
-    let outcome = submitted
-        .as_ref()
-        .map(|s| s.outcome.clone())
-        .map_err(Clone::clone);
-    if let Ok(s) = &submitted {
-        if matches!(s.outcome, IndexOutcome::Stored(_)) && !detections.is_empty() {
-            let detections = crate::alerts::without_positions(detections, &positions, &s.dropped);
-            after_store(&st, detections, kept_events).await;
-        }
-    }
+    let outcome = store_and_alert(&st, agent_id.clone(), batch.clone(), decoded.events).await;
     match outcome {
         Ok(IndexOutcome::Duplicate) => Json(Ack {
             accepted: None,
@@ -329,6 +311,28 @@ pub(crate) fn count_central(st: &AppState, counts: crate::central::EvalCounts) {
     add(&st.metrics.events_evaluated_central, counts.evaluated);
     add(&st.metrics.events_trusted_edge, counts.trusted);
     add(&st.metrics.detections_central, counts.matches);
+}
+
+/// Stores events durably (as batch `batch` of `source_id`), then alerts on their detections,
+/// leaving out those of events the indexer dropped as edge duplicates. Shared by agent
+/// batches, push intakes and pull connectors.
+pub(crate) async fn store_and_alert(
+    st: &std::sync::Arc<AppState>,
+    source_id: String,
+    batch: BatchId,
+    events: Vec<serde_json::Map<String, serde_json::Value>>,
+) -> Result<IndexOutcome, crate::ingest::IndexError> {
+    // The detections, with a copy of their events for the alert filters (few).
+    let found = crate::alerts::detections_grouped(&source_id, &events, &|r| st.central.group_by(r));
+    let positions: Vec<usize> = found.iter().map(|(i, _)| *i).collect();
+    let (detections, kept_events) = crate::alerts::with_events(found, &events);
+    let submitted = st.indexer.submit_detailed(source_id, batch, events).await?;
+    if matches!(submitted.outcome, IndexOutcome::Stored(_)) && !detections.is_empty() {
+        let detections =
+            crate::alerts::without_positions(detections, &positions, &submitted.dropped);
+        after_store(st, detections, kept_events).await;
+    }
+    Ok(submitted.outcome)
 }
 
 /// What follows the durable store of events with detections: the correlations are fed, and
