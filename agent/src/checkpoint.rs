@@ -62,7 +62,8 @@ pub struct Checkpoints {
 /// the two) where the lines are in the spool and read again from the source;
 /// saving them before, as plain positions, one where they are read by
 /// nobody. Saved as pending, they take effect at the next start only if the
-/// spool holds the record (`next_seq > spool_seq`).
+/// spool holds the complete record ([`crate::spool::OpenReport::written_end`]
+/// past `spool_seq`; a record torn by a kill does not count).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PendingCheckpoint {
@@ -95,12 +96,12 @@ impl Checkpoints {
         }
     }
 
-    /// Makes pending positions current if their spool record exists (the
-    /// spool's next seq is past it), else drops them; returns whether they
-    /// took effect.
-    pub fn resolve_pending(&mut self, spool_next_seq: u64) -> bool {
+    /// Makes pending positions current if their spool record was completely
+    /// written (`written_end` is past it), else drops them; returns whether
+    /// they took effect.
+    pub fn resolve_pending(&mut self, written_end: u64) -> bool {
         match self.pending.take() {
-            Some(p) if spool_next_seq > p.spool_seq => {
+            Some(p) if written_end > p.spool_seq => {
                 self.files = p.files;
                 self.journald = p.journald;
                 true

@@ -228,9 +228,17 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
     let spool = if cfg.spool.enabled {
         let shared = spooler::Shared::open(&cfg.spool, &cfg.data_dir.join("spool"))
             .context("cannot open the spool")?;
-        let next_seq = shared.lock().next_seq();
-        if checkpoints.resolve_pending(next_seq) {
-            tracing::info!("positions of the last spooled batch applied");
+        if checkpoints.pending.is_some() {
+            if checkpoints.resolve_pending(shared.written_end) {
+                tracing::info!("positions of the last spooled batch applied");
+            } else {
+                tracing::info!("the last batch never reached the spool; its lines are read again");
+            }
+            // Settled once: a later start must not judge them again against a spool whose
+            // seqs have moved on (past a torn record, say).
+            cp_store
+                .save(&checkpoints)
+                .context("cannot save the checkpoints")?;
         }
         Some(shared)
     } else {

@@ -64,6 +64,8 @@ pub struct Shared {
     /// A record was acknowledged (wakes a writer waiting for room).
     freed: Notify,
     pub stream: String,
+    /// See [`crate::spool::OpenReport::written_end`].
+    pub written_end: u64,
 }
 
 impl Shared {
@@ -85,6 +87,7 @@ impl Shared {
             appended: Notify::new(),
             freed: Notify::new(),
             stream,
+            written_end: report.written_end,
         }))
     }
 
@@ -174,6 +177,18 @@ fn log_open(dir: &Path, r: &OpenReport) {
         "spool opened"
     );
     for c in &r.corruptions {
+        if c.torn {
+            // Expected after a kill or a crash: the record's lines were never
+            // counted as spooled, so they are read again from their source.
+            tracing::warn!(
+                file = %c.path.display(),
+                offset = c.offset,
+                bytes = c.bytes,
+                reason = %c.reason,
+                "spool: last record incomplete (unclean stop) cut off; its lines are read again"
+            );
+            continue;
+        }
         tracing::error!(
             file = %c.path.display(),
             offset = c.offset,

@@ -227,6 +227,70 @@ fn spool_bytes(agent: &Agent) -> u64 {
         .unwrap_or(0)
 }
 
+/// Waits until the spool stops growing (at least 2 s unchanged); returns its bytes.
+fn spool_settled(agent: &Agent, timeout: Duration) -> u64 {
+    let start = Instant::now();
+    let (mut peak, mut stable) = (0, 0);
+    while start.elapsed() < timeout && stable < 4 {
+        let now = spool_bytes(agent);
+        stable = if now == peak && now > 0 {
+            stable + 1
+        } else {
+            0
+        };
+        peak = peak.max(now);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    peak
+}
+
+/// A kill can land in the middle of a spool write: the last record is then
+/// torn. Its lines were never counted as spooled, so the next start must
+/// read them again from the file (the seq is skipped, not the lines).
+#[test]
+fn a_spool_record_torn_by_a_kill_is_read_again_from_the_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Setup {
+        mut collector,
+        mut agent,
+        logs,
+    } = setup(tmp.path());
+    agent.configure(&collector, BATCH, &sources(&logs)).unwrap();
+    // Nothing is acknowledged while the collector is down: all stays spooled.
+    collector.proc.as_mut().unwrap().kill();
+    let app = logs.join("app.log");
+    append(&app, 0, 5_000);
+    agent.start().unwrap();
+    assert!(spool_settled(&agent, Duration::from_secs(60)) > 0);
+    agent.proc.as_mut().unwrap().kill();
+    // Tear the last record as a kill during its write() would.
+    let mut segs: Vec<PathBuf> = std::fs::read_dir(agent.dir.join("spool"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.to_string_lossy().ends_with(".seg"))
+        .collect();
+    segs.sort();
+    let last = segs.last().unwrap();
+    let len = std::fs::metadata(last).unwrap().len();
+    OpenOptions::new()
+        .write(true)
+        .open(last)
+        .unwrap()
+        .set_len(len - 10)
+        .unwrap();
+
+    collector.serve().unwrap();
+    agent.start().unwrap();
+    assert_exactly_once(&collector, 5_000, Duration::from_secs(60));
+    let log = log_of(&agent);
+    assert!(
+        log.contains("last record incomplete"),
+        "the torn record should be reported:\n{log}"
+    );
+    assert!(!log.contains(" ERROR "), "a torn tail is no error:\n{log}");
+}
+
 #[test]
 fn backlog_spooled_while_the_collector_is_down_drains_with_rotations() {
     let tmp = tempfile::tempdir().unwrap();
@@ -263,18 +327,7 @@ fn backlog_spooled_while_the_collector_is_down_drains_with_rotations() {
     copytruncate(&app, &logs.join("app.log.2"));
     append(&app, 2 * third, total);
     // The backlog goes to the spool: wait until it stops growing.
-    let start = Instant::now();
-    let (mut peak, mut stable) = (0, 0);
-    while start.elapsed() < Duration::from_secs(120) && stable < 6 {
-        let now = spool_bytes(&agent);
-        stable = if now == peak && now > 0 {
-            stable + 1
-        } else {
-            0
-        };
-        peak = peak.max(now);
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    let peak = spool_settled(&agent, Duration::from_secs(120));
     assert!(
         peak > 1 << 20,
         "the backlog should be on disk, spool peaked at {peak} bytes"

@@ -234,6 +234,9 @@ pub struct Corruption {
     pub bytes: u64,
     /// Whether the file was truncated there (the last segment) or kept as is.
     pub truncated: bool,
+    /// The last segment simply ends inside its last record: the write was
+    /// cut short by a crash or a kill, nothing already written is damaged.
+    pub torn: bool,
     /// What is wrong with the record.
     pub reason: String,
 }
@@ -261,6 +264,11 @@ pub struct OpenReport {
     pub acked_seq: u64,
     /// The seq the next append gets.
     pub next_seq: u64,
+    /// Every record below this seq was completely written by an earlier run
+    /// (it is in a segment, or was acknowledged): the source positions saved
+    /// as pending on one of them may take effect. A record torn by a crash is
+    /// at or above it, even though `next_seq` skips past it.
+    pub written_end: u64,
 }
 
 /// Errors of the spool. Each names the file or directory involved.

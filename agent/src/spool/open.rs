@@ -53,7 +53,10 @@ impl Spool {
             lost: Dropped::default(),
             buf: Vec::new(),
         };
-        let mut report = OpenReport::default();
+        let mut report = OpenReport {
+            written_end: persisted.next_seq.max(persisted.acked_seq + 1),
+            ..OpenReport::default()
+        };
         let first_live = spool.recover(&mut report)?;
         spool.collect()?;
         spool.advance_watermark();
@@ -128,6 +131,7 @@ impl Spool {
                 source,
             })?;
             let end_seq = first + scan.records;
+            report.written_end = report.written_end.max(end_seq);
             let mut file_bytes = scan.file_bytes;
             if let Some(bad) = scan.bad {
                 let cut = scan.file_bytes - scan.valid_bytes;
@@ -152,6 +156,7 @@ impl Spool {
                     offset: scan.valid_bytes,
                     bytes: cut,
                     truncated: last,
+                    torn: last && matches!(bad, format::Bad::ShortHeader | format::Bad::ShortBody),
                     reason: bad.to_string(),
                 });
             }

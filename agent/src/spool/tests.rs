@@ -255,6 +255,7 @@ fn seq_is_never_reused_after_every_segment_was_deleted() {
         "fully acked spool is empty"
     );
     assert_eq!((report.records, report.next_seq), (0, 4));
+    assert_eq!(report.written_end, 4, "acknowledged records were written");
     drop(s);
     let (mut s, _) = Spool::open(dir.path(), &cfg()).unwrap();
     assert_eq!(stored(s.append(1, b"new").unwrap()), 4);
@@ -291,10 +292,16 @@ fn torn_tail_is_cut_at_every_offset_and_earlier_records_survive() {
         let (mut s, report) = Spool::open(dir.path(), &cfg()).unwrap();
         let torn = cut_at - start;
         assert_eq!(report.truncated_bytes, torn, "cut at {cut_at}");
+        // Record 3 never completed: positions pending on it must not apply,
+        // even though its seq is not reused.
+        assert_eq!(report.written_end, 3, "cut at {cut_at}");
         assert_eq!(report.corruptions.len(), usize::from(torn > 0));
         if torn > 0 {
             let c = &report.corruptions[0];
-            assert!(c.truncated && c.offset == start && c.path == seg, "{c:?}");
+            assert!(
+                c.truncated && c.torn && c.offset == start && c.path == seg,
+                "{c:?}"
+            );
         }
         assert_eq!(file_len(&seg), start, "tail cut off");
         assert_eq!((report.records, report.events), (2, 3));
@@ -326,6 +333,8 @@ fn garbage_after_the_last_record_is_cut() {
     fs::write(&seg, &bytes).unwrap();
     let (mut s, report) = Spool::open(dir.path(), &cfg()).unwrap();
     assert_eq!(report.truncated_bytes, 4096);
+    assert!(!report.corruptions[0].torn, "garbage is not a torn write");
+    assert_eq!(report.written_end, 4);
     assert_eq!(file_len(&seg), len);
     assert_eq!(seqs(&drain(&mut s)), vec![1, 2, 3]);
 }
@@ -356,6 +365,10 @@ fn flipped_byte_is_detected_by_checksum() {
     assert!(report.corruptions[0].reason.contains("checksum"));
     assert_eq!(report.corruptions[0].path, files[0]);
     assert!(!report.corruptions[0].truncated);
+    assert!(
+        report.corruptions[1].truncated && !report.corruptions[1].torn,
+        "a checksum mismatch is damage, not a torn write"
+    );
     assert_eq!(report.records, 3);
     let got = drain(&mut s);
     assert_eq!(seqs(&got), vec![1, 3, 4]);
