@@ -2,6 +2,7 @@
 //! collector's CA, with the agent's client certificate once enrolled.
 //! Response bodies are read with a cap.
 
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -41,11 +42,16 @@ pub struct Answer {
     pub body: Bytes,
 }
 
-/// A client bound to one collector.
+type Hyper = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// A client bound to one collector. Clones share one connection pool, and
+/// [`CollectorClient::set_identity`] switches all of them to a new client
+/// certificate (after a renewal).
 #[derive(Clone)]
 pub struct CollectorClient {
     base: String,
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    ca_pem: Arc<str>,
+    client: Arc<RwLock<Hyper>>,
     timeout: Duration,
 }
 
@@ -61,27 +67,21 @@ impl CollectorClient {
         let base = base_url.trim_end_matches('/').to_owned();
         base.parse::<Uri>()
             .map_err(|_| ClientError::Url(base_url.to_owned()))?;
-        let mut tls = pki::client_tls_config(ca_pem, identity)?;
-        // hyper-rustls sets ALPN itself (http/1.1) and refuses a preset list.
-        tls.alpn_protocols.clear();
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(Duration::from_secs(10)));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_only()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(16)
-            .build(connector);
         Ok(Self {
             base,
-            client,
+            ca_pem: Arc::from(ca_pem),
+            client: Arc::new(RwLock::new(hyper_client(ca_pem, identity)?)),
             timeout,
         })
+    }
+
+    /// Presents `cert_pem` / `key_pem` from the next request on, in every
+    /// clone of this client (connections made with the old identity are
+    /// dropped with the old pool).
+    pub fn set_identity(&self, cert_pem: &str, key_pem: &str) -> Result<(), ClientError> {
+        let fresh = hyper_client(&self.ca_pem, Some((cert_pem, key_pem)))?;
+        *self.client.write().unwrap_or_else(PoisonError::into_inner) = fresh;
+        Ok(())
     }
 
     /// Sends a request to `path` (e.g. `/v1/batches`).
@@ -114,9 +114,13 @@ impl CollectorClient {
         let req = req
             .body(Full::new(body))
             .map_err(|e| ClientError::Request(e.to_string()))?;
+        let client = self
+            .client
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
         let fut = async {
-            let resp = self
-                .client
+            let resp = client
                 .request(req)
                 .await
                 .map_err(|e| ClientError::Request(error_chain(&e)))?;
@@ -142,6 +146,26 @@ impl CollectorClient {
             .await
             .map_err(|_| ClientError::Timeout(self.timeout))?
     }
+}
+
+/// A hyper client trusting only `ca_pem`, presenting `identity` when given.
+fn hyper_client(ca_pem: &str, identity: Option<(&str, &str)>) -> Result<Hyper, ClientError> {
+    let mut tls = pki::client_tls_config(ca_pem, identity)?;
+    // hyper-rustls sets ALPN itself (http/1.1) and refuses a preset list.
+    tls.alpn_protocols.clear();
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(Duration::from_secs(10)));
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(16)
+        .build(connector))
 }
 
 /// The error with its sources, on one line.

@@ -58,6 +58,10 @@ pub struct CollectorSection {
     /// How often the agent reports its counters to the collector, in seconds.
     #[serde(default = "default_stats_interval_secs")]
     pub stats_interval_secs: u64,
+    /// Renew the client certificate this many seconds before it ends
+    /// (default: at two thirds of its lifetime).
+    #[serde(default)]
+    pub renew_before_secs: Option<u64>,
 }
 
 /// `[batch]`: how events are grouped before shipping.

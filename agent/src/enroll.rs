@@ -3,7 +3,8 @@
 //! The key is generated here and never leaves the machine: only a CSR and
 //! the enrollment token are sent. The answer's certificate carries the agent
 //! id the collector assigned. Files written to the data directory:
-//! `agent.key` (0600), `agent.pem`, `identity.json`.
+//! `agent.key` (0600), `agent.pem`, `identity.json`. Renewal (see
+//! [`crate::renew`]) replaces the first two through `*.next` files.
 
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -42,8 +43,67 @@ impl IdentityFiles {
         }
     }
 
+    /// Where a renewed key or certificate is staged before it replaces the
+    /// current one (see [`IdentityFiles::save_renewed`]).
+    fn staged(path: &Path) -> PathBuf {
+        let mut name = path.as_os_str().to_owned();
+        name.push(".next");
+        PathBuf::from(name)
+    }
+
+    /// Replaces key and certificate with renewed ones. Both are staged
+    /// (`*.next`, complete and synced) before the key, then the certificate,
+    /// are renamed over the current ones; a crash in between is finished by
+    /// the next [`IdentityFiles::load`], so key and certificate always match.
+    pub fn save_renewed(&self, key_pem: &str, cert_pem: &str, not_after: &str) -> Result<()> {
+        let (key_next, cert_next) = (Self::staged(&self.key), Self::staged(&self.cert));
+        write_atomic(&key_next, key_pem.as_bytes(), 0o600)?;
+        write_atomic(&cert_next, cert_pem.as_bytes(), 0o644)?;
+        self.finish_swap()?;
+        let mut identity: Identity = serde_json::from_slice(
+            &std::fs::read(&self.identity)
+                .with_context(|| format!("cannot read {}", self.identity.display()))?,
+        )
+        .with_context(|| format!("{} is corrupt", self.identity.display()))?;
+        identity.not_after = not_after.to_owned();
+        write_atomic(
+            &self.identity,
+            &serde_json::to_vec_pretty(&identity)?,
+            0o644,
+        )
+    }
+
+    /// Completes a renewal cut short: a staged certificate means both staged
+    /// files were complete, so whatever is still staged is moved in place; a
+    /// staged key alone was never matched by a certificate and is removed.
+    fn finish_swap(&self) -> Result<()> {
+        let (key_next, cert_next) = (Self::staged(&self.key), Self::staged(&self.cert));
+        let rename = |from: &Path, to: &Path| {
+            std::fs::rename(from, to)
+                .with_context(|| format!("cannot move {} to {}", from.display(), to.display()))
+        };
+        if cert_next.exists() {
+            if key_next.exists() {
+                rename(&key_next, &self.key)?;
+            }
+            rename(&cert_next, &self.cert)?;
+        } else if key_next.exists() {
+            std::fs::remove_file(&key_next)
+                .with_context(|| format!("cannot remove {}", key_next.display()))?;
+        }
+        if let Some(dir) = self.cert.parent() {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .with_context(|| format!("cannot sync {}", dir.display()))?;
+        }
+        Ok(())
+    }
+
     /// Reads the identity, key and certificate, or says how to enroll.
     pub fn load(&self) -> Result<(Identity, String, String)> {
+        if self.identity.exists() {
+            self.finish_swap()?;
+        }
         let identity = std::fs::read(&self.identity).with_context(|| {
             format!(
                 "this agent is not enrolled ({} is missing): run `vigie-agent enroll` first",

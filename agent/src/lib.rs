@@ -17,6 +17,7 @@ pub mod enroll;
 pub mod loss;
 pub mod pipeline;
 pub mod ratelimit;
+pub mod renew;
 pub mod rulepack;
 pub mod rules_cli;
 pub mod run;

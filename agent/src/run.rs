@@ -353,6 +353,7 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
     };
     let stats_client = client.clone();
     let pack_client = client.clone();
+    let renew_client = client.clone();
     let stats_spool = spool.clone();
     let shipping = if let Some(shared) = spool {
         drop((ack_tx, ack_rx));
@@ -408,6 +409,13 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
         started_unix_secs: chrono::Utc::now().timestamp().max(0) as u64,
         detect: edge.as_ref().map(EdgeDetector::stats),
     };
+    tokio::spawn(crate::renew::run(
+        renew_client,
+        IdentityFiles::in_dir(&cfg.data_dir),
+        identity.agent_id.clone(),
+        cfg.collector.renew_before_secs.map(Duration::from_secs),
+        src_stop_rx.clone(),
+    ));
     tokio::spawn(crate::stats::report(
         stats_client,
         sources.clone(),

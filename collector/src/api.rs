@@ -75,6 +75,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/events/export", get(export_events))
         .route("/agents", get(list_agents))
         .route("/agents/{id}", get(get_agent))
+        .route("/agents/{id}/revoke", post(revoke_agent))
         .route("/dead-letters", get(dead_letters))
         .route("/alerts", get(alerts::list_alerts))
         .route(
@@ -121,6 +122,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/enroll", post(enroll))
         .route("/v1/batches", post(post_batch))
+        .route(vigie_wire::RENEW_PATH, post(agent::renew))
         .route(vigie_wire::RULEPACK_PATH, get(rules::get_rulepack))
         .route(
             STATS_PATH,
@@ -428,6 +430,33 @@ async fn get_agent(State(st): Shared, Path(id): Path<String>) -> Response {
     match st.db.agent(&id) {
         Ok(Some(a)) => Json(agent_json(&a)).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, "not_found", format!("no agent {id}")),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    }
+}
+
+/// `POST /api/v1/agents/{id}/revoke`: refuses the agent's certificates from
+/// now on and rewrites the CRL (see [`crate::revoke`]).
+async fn revoke_agent(State(st): Shared, Path(id): Path<String>) -> Response {
+    let st2 = st.clone();
+    let id2 = id.clone();
+    let done = tokio::task::spawn_blocking(move || {
+        crate::revoke::revoke(&st2.cfg, &st2.db, &st2.ca, &id2, Utc::now())
+    })
+    .await;
+    match done {
+        Ok(Ok(crl)) => match st.db.agent(&id) {
+            Ok(Some(a)) => {
+                let mut body = agent_json(&a);
+                body["crl"] = json!(crl.display().to_string());
+                Json(body).into_response()
+            }
+            Ok(None) => error(StatusCode::NOT_FOUND, "not_found", format!("no agent {id}")),
+            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+        },
+        Ok(Err(crate::revoke::RevokeError::UnknownAgent(_))) => {
+            error(StatusCode::NOT_FOUND, "not_found", format!("no agent {id}"))
+        }
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
     }
 }

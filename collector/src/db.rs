@@ -395,6 +395,72 @@ impl Db {
         })
     }
 
+    /// Records a renewed certificate: it becomes the agent's current one; the
+    /// previous ones stay valid until they expire (an agent that did not get
+    /// the answer retries with its old certificate). Fails with
+    /// `AgentUnknown` for an unknown id.
+    pub fn renew_agent_cert(
+        &self,
+        agent_id: &str,
+        cert_serial: &str,
+        cert_not_after: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<(), DbError> {
+        let cert_serial = cert_serial.to_ascii_lowercase();
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let changed = tx.execute(
+            "UPDATE agents SET cert_serial = ?2, cert_not_after = ?3 WHERE id = ?1",
+            params![agent_id, cert_serial, fmt_time(cert_not_after)],
+        )?;
+        if changed == 0 {
+            return Err(DbError::AgentUnknown(agent_id.to_string()));
+        }
+        tx.execute(
+            "INSERT INTO certificates (serial, agent_id, not_after, issued_at)
+             VALUES (?1, ?2, ?3, ?4)",
+            params![
+                cert_serial,
+                agent_id,
+                fmt_time(cert_not_after),
+                fmt_time(now)
+            ],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every revoked certificate not yet expired, oldest revocation first (the CRL's content).
+    pub fn revoked_serials(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<vigie_wire::pki::RevokedSerial>, DbError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare(
+            "SELECT serial, revoked_at, not_after FROM certificates
+             WHERE revoked_at IS NOT NULL ORDER BY revoked_at, serial",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (serial_hex, revoked_at, not_after) = row?;
+            if parse_time(&not_after)? < now {
+                continue;
+            }
+            out.push(vigie_wire::pki::RevokedSerial {
+                serial_hex,
+                revoked_at: parse_time(&revoked_at)?,
+            });
+        }
+        Ok(out)
+    }
+
     /// Revokes every certificate issued to the agent (the ingest path checks
     /// [`Db::is_serial_revoked`]). Fails with `AgentUnknown` for an unknown id.
     pub fn revoke_agent(&self, id: &str, now: DateTime<Utc>) -> Result<(), DbError> {

@@ -60,6 +60,44 @@ pub fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// Writes `path` atomically (temp file with `mode`, fsync, rename, fsync of
+/// the directory), replacing what was there.
+pub fn write_replace(path: &Path, contents: &[u8], mode: u32) -> Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    let _ = std::fs::remove_file(&tmp);
+    write_new(&tmp, contents, mode)?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .with_context(|| format!("cannot sync {}", dir.display()))?;
+    }
+    Ok(())
+}
+
+/// Issues a new server certificate from the collector's CA for `hostnames`
+/// and replaces `tls.cert_file` and `tls.key_file` (agents trust the CA, so
+/// nothing changes for them). The running collector uses it after a restart.
+pub fn renew_server_cert(
+    cfg: &crate::config::CollectorConfig,
+    hostnames: &[String],
+    days: u32,
+) -> Result<()> {
+    let read = |p: &Path| {
+        std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
+    };
+    let ca = pki::CertifiedKey {
+        cert_pem: read(&cfg.tls.ca_file)?,
+        key_pem: read(&cfg.tls.ca_key_file)?,
+    };
+    let server =
+        pki::issue_server_cert(&ca, hostnames, days).context("issuing the server certificate")?;
+    write_replace(&cfg.tls.key_file, server.key_pem.as_bytes(), 0o600)?;
+    write_replace(&cfg.tls.cert_file, server.cert_pem.as_bytes(), 0o644)
+}
+
 /// Creates a new data directory.
 pub fn init(opts: &InitOptions) -> Result<InitOutcome> {
     let dir = &opts.data_dir;

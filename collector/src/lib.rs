@@ -19,5 +19,6 @@ pub mod metrics;
 pub mod novelty;
 pub mod quickstart;
 pub mod quota;
+pub mod revoke;
 pub mod server;
 pub mod store;

@@ -57,7 +57,7 @@ pub async fn serve(
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
-                    tracing::info!(peer = %addr, error = %e, "TLS handshake refused");
+                    tracing::warn!(peer = %addr, error = %e, "TLS handshake refused (expired or foreign client certificate?)");
                     return;
                 }
                 Err(_) => {

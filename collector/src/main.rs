@@ -58,6 +58,25 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Issue a new server certificate from the collector's CA (replaces
+    /// tls.cert_file and tls.key_file; restart the collector to use it).
+    ServerCert {
+        /// The configuration file (DATA_DIR/collector.toml).
+        #[arg(long)]
+        config: PathBuf,
+        /// A DNS name or IP address the certificate is valid for (repeatable;
+        /// default: localhost, 127.0.0.1, ::1 and this machine's hostname).
+        #[arg(long = "hostname")]
+        hostnames: Vec<String>,
+        /// Validity in days.
+        #[arg(long, default_value_t = 825)]
+        days: u32,
+    },
+    /// Enrolled agents.
+    Agent {
+        #[command(subcommand)]
+        command: AgentCommand,
+    },
     /// The demo: a collector and a local agent on loopback, replaying sample logs.
     Quickstart {
         /// Where to keep the demo's data (default: a new temporary directory).
@@ -85,6 +104,19 @@ enum TokenCommand {
         /// The agent group enrolled agents join.
         #[arg(long, default_value = "default")]
         group: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AgentCommand {
+    /// Revoke an agent: its certificates are refused from now on (also by a
+    /// running collector) and the CRL beside the CA is rewritten.
+    Revoke {
+        /// The configuration file (DATA_DIR/collector.toml).
+        #[arg(long)]
+        config: PathBuf,
+        /// The agent id (`agt_…`, see GET /api/v1/agents).
+        id: String,
     },
 }
 
@@ -201,6 +233,50 @@ fn run(command: Command) -> Result<(), Failure> {
                 .map_err(|e| Failure::Runtime(e.into()))?;
             println!("{token}");
             Ok(())
+        }
+        Command::ServerCert {
+            config,
+            hostnames,
+            days,
+        } => {
+            let cfg = load(&config)?;
+            let hostnames = if hostnames.is_empty() {
+                init::default_hostnames()
+            } else {
+                hostnames
+            };
+            init::renew_server_cert(&cfg, &hostnames, days).map_err(Failure::Runtime)?;
+            println!(
+                "new server certificate for {} in {} (restart the collector to use it)",
+                hostnames.join(", "),
+                cfg.tls.cert_file.display()
+            );
+            Ok(())
+        }
+        Command::Agent {
+            command: AgentCommand::Revoke { config, id },
+        } => {
+            let cfg = load(&config)?;
+            let db = Db::open(&cfg.db_path()).map_err(|e| Failure::Runtime(e.into()))?;
+            let read = |p: &std::path::Path| {
+                std::fs::read_to_string(p).map_err(|e| {
+                    Failure::Config(anyhow::anyhow!("cannot read {}: {e}", p.display()))
+                })
+            };
+            let ca = vigie_wire::pki::CertifiedKey {
+                cert_pem: read(&cfg.tls.ca_file)?,
+                key_pem: read(&cfg.tls.ca_key_file)?,
+            };
+            match vigie_collector::revoke::revoke(&cfg, &db, &ca, &id, chrono::Utc::now()) {
+                Ok(crl) => {
+                    println!("revoked {id}; CRL written to {}", crl.display());
+                    Ok(())
+                }
+                Err(e @ vigie_collector::revoke::RevokeError::UnknownAgent(_)) => {
+                    Err(Failure::Config(e.into()))
+                }
+                Err(e) => Err(Failure::Runtime(e.into())),
+            }
         }
         Command::Quickstart {
             dir,

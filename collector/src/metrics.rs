@@ -27,6 +27,8 @@ pub struct Metrics {
     pub events_pending: AtomicU64,
     pub enrollments: AtomicU64,
     pub enrollments_refused: AtomicU64,
+    /// Agent certificates renewed through `/v1/renew`.
+    pub certificates_renewed: AtomicU64,
     pub api_requests: AtomicU64,
     pub api_unauthorized: AtomicU64,
     /// Batches refused with `429` by the agent's own quota.
@@ -74,7 +76,7 @@ pub fn add(counter: &AtomicU64, n: u64) {
 impl Metrics {
     /// Renders every counter, plus the gauges given by the caller.
     pub fn render(&self, gauges: &[(&str, &str, f64)]) -> String {
-        let counters: [(&str, &str, &AtomicU64); 26] = [
+        let counters: [(&str, &str, &AtomicU64); 27] = [
             (
                 "vigie_intake_requests_total",
                 "Push-intake requests (POST /api/v1/intake/{key})",
@@ -184,6 +186,11 @@ impl Metrics {
                 "vigie_enrollments_refused_total",
                 "Enrollment requests refused",
                 &self.enrollments_refused,
+            ),
+            (
+                "vigie_certificates_renewed_total",
+                "Agent certificates renewed",
+                &self.certificates_renewed,
             ),
             (
                 "vigie_api_requests_total",

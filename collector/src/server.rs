@@ -53,6 +53,10 @@ pub async fn start(cfg: CollectorConfig, listener: Option<TcpListener>) -> Resul
         cert_pem: read(&cfg.tls.ca_file)?,
         key_pem: read(&cfg.tls.ca_key_file)?,
     };
+    // Keeps the CRL's nextUpdate ahead; revocations themselves are in the database.
+    if let Err(e) = crate::revoke::write_crl(&cfg, &db, &ca, chrono::Utc::now()) {
+        tracing::warn!(error = %e, "cannot refresh the CRL");
+    }
     let tls = pki::server_tls_config(
         &read(&cfg.tls.cert_file)?,
         &read(&cfg.tls.key_file)?,

@@ -147,3 +147,216 @@ fn api_requires_the_bearer_token() {
     let (status, _) = collector.get("/api/v1/events?limit=10001").unwrap();
     assert_eq!(status, 400);
 }
+
+/// Reads the agent id from an enrolled agent's identity.json.
+fn agent_id(agent: &Agent) -> String {
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(agent.dir.join("identity.json")).unwrap()).unwrap();
+    v["agent_id"].as_str().unwrap().to_owned()
+}
+
+fn agent_log(agent: &Agent) -> String {
+    agent
+        .proc
+        .as_ref()
+        .map(vigie_e2e::Proc::log_text)
+        .unwrap_or_default()
+}
+
+/// Waits until `agent`'s log contains `text`; the log is shown on timeout.
+fn wait_for_log(agent: &Agent, text: &str, timeout: Duration) {
+    let start = std::time::Instant::now();
+    while !agent_log(agent).contains(text) {
+        assert!(
+            start.elapsed() < timeout,
+            "timed out waiting for {text:?} in the agent's log:\n{}",
+            agent_log(agent)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn set_cert_days(collector: &mut Collector, days: u32) {
+    let path = collector.config_path();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut out = String::new();
+    for line in text.lines() {
+        if line.trim_start().starts_with("cert_validity_days") {
+            out.push_str(&format!("cert_validity_days = {days}\n"));
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    assert!(out.contains(&format!("cert_validity_days = {days}")));
+    std::fs::write(&path, out).unwrap();
+    collector
+        .proc
+        .as_mut()
+        .unwrap()
+        .terminate(Duration::from_secs(10));
+    collector.serve().unwrap();
+}
+
+/// A running agent renews its certificate (new key, same identity) and goes on
+/// shipping with it; once revoked, its batches are refused at once, both sides
+/// say so, and the CRL lists it.
+#[test]
+fn a_running_agent_renews_its_certificate_and_a_revoked_one_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut collector = Collector::start(tmp.path()).unwrap();
+    // Enrolled with a one-day certificate, renewed under a 30-day policy.
+    set_cert_days(&mut collector, 1);
+    let mut agent = Agent::enroll(tmp.path(), "agent", &collector).unwrap();
+    let id = agent_id(&agent);
+    set_cert_days(&mut collector, 30);
+    let (old_cert, old_key) = agent.identity().unwrap();
+    let logs = tmp.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let app = logs.join("app.log");
+    agent
+        .configure_via(
+            &collector,
+            &collector.base_url(),
+            // The one-day certificate (backdated one hour: 25 h of life) is
+            // due at once; a 30-day one is not.
+            "renew_before_secs = 89000",
+            "max_events = 100\ntimeout_ms = 100",
+            &format!(
+                "[[sources]]\nname = \"app\"\ntype = \"file\"\ninclude = [\"{}\"]\nformat = \"plain\"\nread_from = \"beginning\"\n",
+                app.display()
+            ),
+        )
+        .unwrap();
+    let line = |i: usize| format!("renewal line {i:04}");
+    vigie_e2e::append_lines(&app, 0, 50, line);
+    agent.start().unwrap();
+    wait_for_log(
+        &agent,
+        "client certificate renewed",
+        Duration::from_secs(60),
+    );
+    let (new_cert, new_key) = agent.identity().unwrap();
+    assert_ne!(new_cert, old_cert);
+    assert_ne!(new_key, old_key, "a renewal brings a new key");
+    let old_serial = vigie_wire::pki::agent_identity(
+        vigie_wire::pki::parse_cert_pem(&old_cert).unwrap()[0].as_ref(),
+    )
+    .unwrap();
+    let new_serial = vigie_wire::pki::agent_identity(
+        vigie_wire::pki::parse_cert_pem(&new_cert).unwrap()[0].as_ref(),
+    )
+    .unwrap();
+    assert_eq!(new_serial.0, id, "same identity");
+    assert_ne!(new_serial.1, old_serial.1);
+    let (_, a) = collector.get(&format!("/api/v1/agents/{id}")).unwrap();
+    let not_after = chrono::DateTime::parse_from_rfc3339(a["cert_not_after"].as_str().unwrap())
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    assert!(
+        not_after > chrono::Utc::now() + chrono::Duration::days(29),
+        "the collector knows the 30-day certificate: {a}"
+    );
+    // Shipping goes on with the new certificate.
+    vigie_e2e::append_lines(&app, 50, 100, line);
+    assert_eq!(
+        collector
+            .wait_count("renewal", 100, Duration::from_secs(60))
+            .unwrap(),
+        100
+    );
+    let (_, a) = collector.get(&format!("/api/v1/agents/{id}")).unwrap();
+    assert_eq!(a["status"], "online", "{a}");
+
+    // Revoked through the API: refused at once, on connections kept alive too.
+    let (code, body) = collector
+        .post(
+            &format!("/api/v1/agents/{id}/revoke"),
+            &serde_json::json!({}),
+        )
+        .unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["status"], "revoked", "{body}");
+    vigie_e2e::append_lines(&app, 100, 150, line);
+    wait_for_log(
+        &agent,
+        "this agent has been revoked",
+        Duration::from_secs(30),
+    );
+    let collector_log = collector.proc.as_ref().unwrap().log_text();
+    assert!(
+        collector_log.contains("request with a revoked certificate refused"),
+        "{collector_log}"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(collector.count("renewal").unwrap(), 100, "nothing stored");
+    let crl = std::fs::read_to_string(collector.dir.join("pki/crl.pem")).unwrap();
+    assert!(crl.starts_with("-----BEGIN X509 CRL-----"));
+    let (code, _) = collector
+        .post("/api/v1/agents/agt_nobody/revoke", &serde_json::json!({}))
+        .unwrap();
+    assert_eq!(code, 404);
+
+    // The command line does the same on the collector's data directory.
+    let other = Agent::enroll(tmp.path(), "other", &collector).unwrap();
+    let other_id = agent_id(&other);
+    let cfg = collector.config_path();
+    let out = vigie_e2e::run(
+        "vigie-collector",
+        &[
+            "agent",
+            "revoke",
+            "--config",
+            &cfg.to_string_lossy(),
+            &other_id,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, a) = collector
+        .get(&format!("/api/v1/agents/{other_id}"))
+        .unwrap();
+    assert_eq!(a["status"], "revoked");
+    let out = vigie_e2e::run(
+        "vigie-collector",
+        &[
+            "agent",
+            "revoke",
+            "--config",
+            &cfg.to_string_lossy(),
+            "agt_nobody",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no agent agt_nobody"));
+
+    // A new server certificate from the same CA: agents trust it unchanged.
+    let server_pem = collector.dir.join("pki/server.pem");
+    let before = std::fs::read_to_string(&server_pem).unwrap();
+    let out = vigie_e2e::run(
+        "vigie-collector",
+        &[
+            "server-cert",
+            "--config",
+            &cfg.to_string_lossy(),
+            "--hostname",
+            "127.0.0.1",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_ne!(std::fs::read_to_string(&server_pem).unwrap(), before);
+    collector
+        .proc
+        .as_mut()
+        .unwrap()
+        .terminate(Duration::from_secs(10));
+    collector.serve().unwrap();
+    Agent::enroll(tmp.path(), "third", &collector).unwrap();
+}

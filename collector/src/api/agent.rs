@@ -1,5 +1,5 @@
-//! The agents' side of the API (`/v1/*`): enrollment, batches and
-//! statistics reports.
+//! The agents' side of the API (`/v1/*`): enrollment, certificate
+//! renewal, batches and statistics reports.
 //!
 //! Batches and reports need the agent's client certificate, checked by
 //! [`authenticate_agent`] (issued by this CA — the TLS layer verified it —,
@@ -19,7 +19,10 @@ use axum::{Extension, Json};
 use chrono::Utc;
 use serde_json::{json, Value};
 use vigie_wire::pki;
-use vigie_wire::{Ack, AgentStats, BatchId, EnrollRequest, EnrollResponse, BATCH_HEADER};
+use vigie_wire::{
+    Ack, AgentStats, BatchId, EnrollRequest, EnrollResponse, RenewRequest, RenewResponse,
+    BATCH_HEADER,
+};
 
 use super::{error, AppState, Shared};
 use crate::db::DbError;
@@ -99,6 +102,50 @@ pub(super) async fn enroll(State(st): Shared, body: Bytes) -> Response {
     .into_response()
 }
 
+/// `POST /v1/renew`: a new certificate for the agent presenting a valid,
+/// unrevoked one, signed for the key of the CSR sent; same agent id.
+pub(super) async fn renew(
+    State(st): Shared,
+    Extension(peer): Extension<Peer>,
+    body: Bytes,
+) -> Response {
+    let agent_id = match authenticate_agent(&st, &peer) {
+        Ok(id) => id,
+        Err(refusal) => {
+            tracing::warn!(reason = ?refusal, "certificate renewal refused");
+            return refusal.into_response();
+        }
+    };
+    let req: RenewRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("renewal request: {e}"),
+            )
+        }
+    };
+    let days = st.cfg.enrollment.cert_validity_days;
+    let signed = match pki::sign_csr(&st.ca, &req.csr_pem, &agent_id, days) {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_csr", e.to_string()),
+    };
+    if let Err(e) =
+        st.db
+            .renew_agent_cert(&agent_id, &signed.serial_hex, signed.not_after, Utc::now())
+    {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string());
+    }
+    add(&st.metrics.certificates_renewed, 1);
+    tracing::info!(agent = %agent_id, serial = %signed.serial_hex, not_after = %signed.not_after.to_rfc3339(), "agent certificate renewed");
+    Json(RenewResponse {
+        cert_pem: signed.cert_pem,
+        not_after: signed.not_after.to_rfc3339(),
+    })
+    .into_response()
+}
+
 fn new_agent_id() -> String {
     let bytes: [u8; 8] = rand::random();
     format!("agt_{}", hex::encode(bytes))
@@ -157,7 +204,10 @@ pub fn authenticate_agent(st: &AppState, peer: &Peer) -> Result<String, AgentRef
         Ok(Some(a)) if !a.revoked && !st.db.is_serial_revoked(&serial).unwrap_or(true) => {
             Ok(agent_id)
         }
-        Ok(Some(_)) => Err(AgentRefusal::Revoked),
+        Ok(Some(_)) => {
+            tracing::warn!(agent = %agent_id, serial = %serial, "request with a revoked certificate refused");
+            Err(AgentRefusal::Revoked)
+        }
         Ok(None) => Err(AgentRefusal::Unknown),
         Err(e) => Err(AgentRefusal::Internal(e.to_string())),
     }

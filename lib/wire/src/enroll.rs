@@ -1,8 +1,11 @@
-//! Enrollment messages (`POST /v1/enroll`).
+//! Enrollment messages (`POST /v1/enroll`) and certificate renewal
+//! (`POST /v1/renew`).
 //!
 //! The agent generates its key locally and sends only a CSR with the
 //! enrollment token; the collector answers with the certificate it signed,
 //! whose identity is the agent id the collector assigned, and the CA chain.
+//! Renewal is the same exchange over the agent's current mTLS identity, with
+//! a new key and no token: the identity stays the agent's.
 
 use serde::{Deserialize, Serialize};
 
@@ -34,4 +37,24 @@ pub struct EnrollResponse {
     pub not_after: String,
     /// The agent group the token placed it in.
     pub group: String,
+}
+
+/// Where an agent renews its certificate (mTLS, its current certificate).
+pub const RENEW_PATH: &str = "/v1/renew";
+
+/// An agent's renewal request: a CSR for a key generated for the occasion.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenewRequest {
+    /// A PEM certificate signing request for the new key.
+    pub csr_pem: String,
+}
+
+/// The collector's answer to a renewal.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RenewResponse {
+    /// The new client certificate (PEM), same agent id.
+    pub cert_pem: String,
+    /// Its end of validity (RFC 3339).
+    pub not_after: String,
 }

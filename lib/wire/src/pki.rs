@@ -365,18 +365,75 @@ pub fn parse_cert_pem(pem: &str) -> Result<Vec<CertificateDer<'static>>, PkiErro
 
 /// The end of validity of the first certificate in `cert_pem`.
 pub fn cert_not_after(cert_pem: &str) -> Result<DateTime<Utc>, PkiError> {
+    Ok(cert_validity(cert_pem)?.1)
+}
+
+/// The validity (`not_before`, `not_after`) of the first certificate in `cert_pem`.
+pub fn cert_validity(cert_pem: &str) -> Result<(DateTime<Utc>, DateTime<Utc>), PkiError> {
     let certs = parse_certs(cert_pem, "certificate")?;
     let der = certs.first().ok_or(PkiError::CertNotPem {
         what: "certificate",
     })?;
     let cert = parse_x509(der.as_ref(), "certificate")?;
-    let ts = cert.validity().not_after.timestamp();
-    Utc.timestamp_opt(ts, 0)
-        .single()
-        .ok_or_else(|| PkiError::CertInvalid {
-            what: "certificate",
-            reason: "end of validity out of range".to_string(),
-        })
+    let time = |ts: i64| {
+        Utc.timestamp_opt(ts, 0)
+            .single()
+            .ok_or_else(|| PkiError::CertInvalid {
+                what: "certificate",
+                reason: "validity out of range".to_string(),
+            })
+    };
+    Ok((
+        time(cert.validity().not_before.timestamp())?,
+        time(cert.validity().not_after.timestamp())?,
+    ))
+}
+
+/// A revoked certificate for [`create_crl`]: its serial (hex, as everywhere
+/// else) and when it was revoked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokedSerial {
+    pub serial_hex: String,
+    pub revoked_at: DateTime<Utc>,
+}
+
+/// A CRL (PEM) signed by `ca`, listing `revoked`, numbered `number` (which
+/// must grow with every new CRL), valid `next_update_days`.
+pub fn create_crl(
+    ca: &CertifiedKey,
+    revoked: &[RevokedSerial],
+    number: u64,
+    next_update_days: u32,
+) -> Result<String, PkiError> {
+    let issuer = load_issuer(ca)?;
+    let asn1 = |t: i64| {
+        ASN1Time::from_timestamp(t)
+            .map(|t| t.to_datetime())
+            .map_err(|_| PkiError::InvalidValidity(next_update_days))
+    };
+    let mut revoked_certs = Vec::with_capacity(revoked.len());
+    for r in revoked {
+        let bytes = hex::decode(&r.serial_hex).map_err(|_| PkiError::CertInvalid {
+            what: "revoked serial",
+            reason: format!("{:?} is not hexadecimal", r.serial_hex),
+        })?;
+        revoked_certs.push(rcgen::RevokedCertParams {
+            serial_number: SerialNumber::from_slice(&bytes),
+            revocation_time: asn1(r.revoked_at.timestamp())?,
+            reason_code: None,
+            invalidity_date: None,
+        });
+    }
+    let now = Utc::now().timestamp();
+    let params = rcgen::CertificateRevocationListParams {
+        this_update: asn1(now - BACKDATE_SECS)?,
+        next_update: asn1(now + Duration::days(i64::from(next_update_days.max(1))).num_seconds())?,
+        crl_number: SerialNumber::from_slice(&number.to_be_bytes()),
+        issuing_distribution_point: None,
+        revoked_certs,
+        key_identifier_method: rcgen::KeyIdMethod::Sha256,
+    };
+    Ok(params.signed_by(&issuer)?.pem()?)
 }
 
 /// The ring crypto provider, passed explicitly to every rustls builder.

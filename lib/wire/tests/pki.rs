@@ -373,3 +373,53 @@ fn to_pem(label: &str, der: &[u8]) -> String {
     out.push_str(&format!("-----END {label}-----\n"));
     out
 }
+
+/// The CRL is valid for rustls: a verifier loaded with it refuses the
+/// revoked agent's certificate and still accepts another agent's.
+#[test]
+fn crl_lists_revoked_serials_and_rustls_refuses_them() {
+    use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, UnixTime};
+    use vigie_wire::pki::{create_crl, RevokedSerial};
+
+    let Setup { ca, .. } = setup();
+    let (revoked, revoked_serial) = enroll(&ca, "agt_revoked");
+    let (kept, _) = enroll(&ca, "agt_kept");
+    let crl_pem = create_crl(
+        &ca,
+        &[RevokedSerial {
+            serial_hex: revoked_serial,
+            revoked_at: chrono::Utc::now(),
+        }],
+        1,
+        7,
+    )
+    .unwrap();
+    assert!(crl_pem.starts_with("-----BEGIN X509 CRL-----"));
+    let crl = CertificateRevocationListDer::from_pem_slice(crl_pem.as_bytes()).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for der in parse_cert_pem(&ca.cert_pem).unwrap() {
+        roots.add(der).unwrap();
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        Arc::new(rustls::crypto::ring::default_provider()),
+    )
+    .with_crls([crl])
+    .build()
+    .unwrap();
+    let leaf = |c: &CertifiedKey| -> CertificateDer<'static> {
+        parse_cert_pem(&c.cert_pem).unwrap().remove(0)
+    };
+    let now = UnixTime::now();
+    let refused = verifier.verify_client_cert(&leaf(&revoked), &[], now);
+    assert!(
+        matches!(
+            refused,
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::Revoked
+            ))
+        ),
+        "{refused:?}"
+    );
+    verifier.verify_client_cert(&leaf(&kept), &[], now).unwrap();
+}
