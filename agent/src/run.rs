@@ -269,6 +269,7 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
     let mut infos = HashMap::new();
     let mut tailers = Vec::new();
     let mut tailer_stats = Vec::new();
+    let mut journald_counts: Vec<(Arc<str>, Arc<std::sync::atomic::AtomicU64>)> = Vec::new();
     let mut limiters: Vec<(Arc<str>, Arc<SourceLimiter>)> = Vec::new();
     for s in &cfg.sources {
         let name: Arc<str> = Arc::from(s.name.as_str());
@@ -308,6 +309,7 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
                 }
             }
             SourceKind::Journald(opts) => {
+                journald_counts.push((name.clone(), Arc::default()));
                 let (tx, mut rx) = mpsc::channel::<Vec<JournalRecord>>(4);
                 let cursor = checkpoints.journald.get(&s.name).cloned();
                 let fwd = journal_tx.clone();
@@ -405,6 +407,12 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
     let sources = StatsSources {
         ship: stats.clone(),
         tailers: tailer_stats.clone(),
+        journald: journald_counts.clone(),
+        spool_max_bytes: if cfg.spool.enabled {
+            cfg.spool.max_bytes
+        } else {
+            0
+        },
         spool: stats_spool,
         started_unix_secs: chrono::Utc::now().timestamp().max(0) as u64,
         detect: edge.as_ref().map(EdgeDetector::stats),
@@ -524,6 +532,9 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
             recs = journal_rx.recv(), if journal_open => match recs {
                 Some((source, recs)) => {
                     stats.lines_read.fetch_add(recs.len() as u64, Ordering::Relaxed);
+                    if let Some((_, n)) = journald_counts.iter().find(|(n, _)| *n == source) {
+                        n.fetch_add(recs.len() as u64, Ordering::Relaxed);
+                    }
                     let mut stage = Stage::default();
                     for r in recs {
                         let ev: Event = normalizer.journal_event(&source, r.event);

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use http::Method;
 use serde::Deserialize;
 use tokio::sync::watch;
-use vigie_wire::{AgentStats, Drops, STATS_PATH};
+use vigie_wire::{AgentStats, Drops, SourceStats, STATS_PATH};
 
 use crate::client::CollectorClient;
 use crate::shipper::ShipStats;
@@ -56,6 +56,10 @@ fn default_metrics_listen() -> SocketAddr {
 pub struct StatsSources {
     pub ship: Arc<ShipStats>,
     pub tailers: Vec<(Arc<str>, TailerStatsHandle)>,
+    /// Journald sources and their records read.
+    pub journald: Vec<(Arc<str>, Arc<std::sync::atomic::AtomicU64>)>,
+    /// The spool's `max_bytes` (0: no spool).
+    pub spool_max_bytes: u64,
     pub spool: Option<Arc<Shared>>,
     pub started_unix_secs: u64,
     /// Edge detection counters, when detection is on.
@@ -99,8 +103,53 @@ impl StatsSources {
                 .as_ref()
                 .map(|d| d.lock().unwrap_or_else(|e| e.into_inner()).clone())
                 .unwrap_or_default(),
+            os: os_description(),
+            spool_max_bytes: self.spool_max_bytes,
+            sources: self.per_source(),
         }
     }
+
+    fn per_source(&self) -> Vec<SourceStats> {
+        let files = self.tailers.iter().map(|(name, t)| {
+            let t = t.get();
+            SourceStats {
+                name: name.to_string(),
+                kind: "file".into(),
+                files: t.files_watched,
+                lines_read: t.lines_read,
+                bytes_read: t.bytes_read,
+                lines_truncated: t.lines_truncated,
+                read_errors: t.read_errors,
+                lag_bytes: t.lag_bytes,
+            }
+        });
+        let journals = self.journald.iter().map(|(name, n)| SourceStats {
+            name: name.to_string(),
+            kind: "journald".into(),
+            lines_read: n.load(Ordering::Relaxed),
+            ..SourceStats::default()
+        });
+        files.chain(journals).collect()
+    }
+}
+
+/// `PRETTY_NAME` of `/etc/os-release` (else the OS family) and the architecture.
+pub fn os_description() -> String {
+    static OS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    OS.get_or_init(|| {
+        let pretty = std::fs::read_to_string("/etc/os-release")
+            .ok()
+            .and_then(|text| {
+                text.lines().find_map(|l| {
+                    l.strip_prefix("PRETTY_NAME=")
+                        .map(|v| v.trim().trim_matches('"').to_owned())
+                })
+            })
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| std::env::consts::OS.to_owned());
+        format!("{pretty} {}", std::env::consts::ARCH)
+    })
+    .clone()
 }
 
 /// The counters in Prometheus text format.

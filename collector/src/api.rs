@@ -419,7 +419,10 @@ async fn export_events(State(st): Shared, Query(p): Query<EventsParams>) -> Resp
 async fn list_agents(State(st): Shared) -> Response {
     match st.db.agents() {
         Ok(agents) => {
-            let items: Vec<Value> = agents.iter().map(agent_json).collect();
+            let items: Vec<Value> = agents
+                .iter()
+                .map(|a| agent_json(a, &st.cfg.fleet))
+                .collect();
             Json(json!({"items": items})).into_response()
         }
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
@@ -428,7 +431,7 @@ async fn list_agents(State(st): Shared) -> Response {
 
 async fn get_agent(State(st): Shared, Path(id): Path<String>) -> Response {
     match st.db.agent(&id) {
-        Ok(Some(a)) => Json(agent_json(&a)).into_response(),
+        Ok(Some(a)) => Json(agent_json(&a, &st.cfg.fleet)).into_response(),
         Ok(None) => error(StatusCode::NOT_FOUND, "not_found", format!("no agent {id}")),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
     }
@@ -446,7 +449,7 @@ async fn revoke_agent(State(st): Shared, Path(id): Path<String>) -> Response {
     match done {
         Ok(Ok(crl)) => match st.db.agent(&id) {
             Ok(Some(a)) => {
-                let mut body = agent_json(&a);
+                let mut body = agent_json(&a, &st.cfg.fleet);
                 body["crl"] = json!(crl.display().to_string());
                 Json(body).into_response()
             }
@@ -461,18 +464,8 @@ async fn revoke_agent(State(st): Shared, Path(id): Path<String>) -> Response {
     }
 }
 
-/// Seconds of silence after which an agent shows as offline.
-const OFFLINE_AFTER_SECS: i64 = 300;
-
-fn agent_json(a: &crate::db::AgentRow) -> Value {
-    let status = if a.revoked {
-        "revoked"
-    } else {
-        match a.last_seen {
-            Some(t) if (Utc::now() - t).num_seconds() <= OFFLINE_AFTER_SECS => "online",
-            _ => "offline",
-        }
-    };
+fn agent_json(a: &crate::db::AgentRow, fleet: &crate::fleet::FleetConfig) -> Value {
+    let status = crate::fleet::status(fleet, a, Utc::now());
     json!({
         "id": a.id,
         "hostname": a.hostname,
@@ -480,7 +473,8 @@ fn agent_json(a: &crate::db::AgentRow) -> Value {
         "version": a.version,
         "enrolled_at": a.enrolled_at,
         "last_seen": a.last_seen,
-        "status": status,
+        "status": status.status,
+        "status_reasons": status.reasons,
         "cert_not_after": a.cert_not_after,
         "stats": stats_json(a),
     })

@@ -32,6 +32,9 @@ pub struct CollectorConfig {
     /// Enrollment of agents.
     #[serde(default)]
     pub enrollment: EnrollmentConfig,
+    /// When agents show as offline or degraded (`GET /api/v1/agents`).
+    #[serde(default)]
+    pub fleet: crate::fleet::FleetConfig,
     /// Central detection: the rule pack (also served to agents) and correlations.
     #[serde(default)]
     pub detection: DetectionConfig,

@@ -112,6 +112,8 @@ pub struct AgentRow {
     pub stats: Option<serde_json::Value>,
     /// When those statistics were received.
     pub stats_at: Option<DateTime<Utc>>,
+    /// When a report last showed events dropped since the one before.
+    pub last_drop_at: Option<DateTime<Utc>>,
 }
 
 /// Events dropped by agents, by reason: the sum over agents of their latest
@@ -363,6 +365,15 @@ impl Db {
         if changed == 0 {
             return Err(DbError::AgentUnknown(id.to_string()));
         }
+        Ok(())
+    }
+
+    /// Records that the agent's latest report showed new drops.
+    pub fn record_agent_drop(&self, id: &str, now: DateTime<Utc>) -> Result<(), DbError> {
+        self.lock().execute(
+            "UPDATE agents SET last_drop_at = ?2 WHERE id = ?1",
+            params![id, fmt_time(now)],
+        )?;
         Ok(())
     }
 
@@ -701,7 +712,8 @@ impl Db {
 const AGENT_SELECT: &str = "SELECT a.id, a.hostname, a.grp, a.version, a.enrolled_at, a.last_seen,
         a.cert_serial, a.cert_not_after, a.stats, a.stats_at,
         EXISTS (SELECT 1 FROM certificates c
-                WHERE c.serial = a.cert_serial AND c.revoked_at IS NOT NULL)
+                WHERE c.serial = a.cert_serial AND c.revoked_at IS NOT NULL),
+        a.last_drop_at
     FROM agents a";
 
 /// An agents row as stored, before its text columns are parsed.
@@ -717,6 +729,7 @@ struct RawAgent {
     stats: Option<String>,
     stats_at: Option<String>,
     revoked: bool,
+    last_drop_at: Option<String>,
 }
 
 impl RawAgent {
@@ -733,6 +746,7 @@ impl RawAgent {
             stats: r.get(8)?,
             stats_at: r.get(9)?,
             revoked: r.get(10)?,
+            last_drop_at: r.get(11)?,
         })
     }
 
@@ -755,6 +769,7 @@ impl RawAgent {
             revoked: self.revoked,
             stats,
             stats_at: self.stats_at.as_deref().map(parse_time).transpose()?,
+            last_drop_at: self.last_drop_at.as_deref().map(parse_time).transpose()?,
             id: self.id,
         })
     }

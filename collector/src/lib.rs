@@ -10,6 +10,7 @@ pub mod central;
 pub mod config;
 pub mod connectors;
 pub mod db;
+pub mod fleet;
 pub mod hunts;
 pub mod ingest;
 pub mod init;

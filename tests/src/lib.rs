@@ -41,6 +41,24 @@ pub fn bin(name: &str) -> PathBuf {
         if dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }
+        // What cargo sets for this test process only: ring's build script
+        // reruns when CARGO_MANIFEST_DIR changes, so passing these on would
+        // rebuild the TLS stack here and again at the next plain build.
+        for (key, _) in std::env::vars_os() {
+            let k = key.to_string_lossy();
+            if [
+                "CARGO_PKG_",
+                "CARGO_MANIFEST_",
+                "CARGO_CRATE_",
+                "CARGO_BIN_",
+            ]
+            .iter()
+            .any(|p| k.starts_with(p))
+                || ["CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "OUT_DIR"].contains(&&*k)
+            {
+                cmd.env_remove(&key);
+            }
+        }
         let status = cmd.status();
         assert!(
             status.is_ok_and(|s| s.success()),

@@ -479,7 +479,15 @@ fn rate_limit_drop_mode_counts_and_reports_every_dropped_line() {
         &logs,
         "max_events_per_second = 500\nburst_events = 1000\nwhen_limited = \"drop\"\n",
     );
-    agent.configure(&collector, BATCH, &limited).unwrap();
+    agent
+        .configure_via(
+            &collector,
+            &collector.base_url(),
+            "stats_interval_secs = 1",
+            BATCH,
+            &limited,
+        )
+        .unwrap();
     let total = 20_000;
     append(&logs.join("app.log"), 0, total);
     agent.start().unwrap();
@@ -503,6 +511,24 @@ fn rate_limit_drop_mode_counts_and_reports_every_dropped_line() {
         .unwrap_or_default()
         .to_owned();
     assert!(msg.contains("source app"), "{msg}");
+    // The fleet view shows the agent degraded, and why.
+    let start = Instant::now();
+    let mut agent_view = serde_json::Value::Null;
+    while start.elapsed() < Duration::from_secs(30) {
+        agent_view = collector.get("/api/v1/agents").unwrap().1["items"][0].clone();
+        if agent_view["status"] == "degraded" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    assert_eq!(agent_view["status"], "degraded", "{agent_view}");
+    assert!(
+        agent_view["status_reasons"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("dropping events"),
+        "{agent_view}"
+    );
 }
 
 #[test]
@@ -667,4 +693,18 @@ fn agent_stats_reach_the_fleet_api() {
     assert_eq!(stats["lines_read"].as_u64(), Some(3_000), "{stats}");
     assert_eq!(stats["dropped"]["spool_full"].as_u64(), Some(0), "{stats}");
     assert!(stats["reported_at"].is_string(), "{stats}");
+    assert!(!stats["os"].as_str().unwrap().is_empty(), "{stats}");
+    assert!(stats["spool_max_bytes"].as_u64().unwrap() > 0, "{stats}");
+    let source = &stats["sources"][0];
+    assert_eq!(source["name"], "app", "{stats}");
+    assert_eq!(source["kind"], "file", "{stats}");
+    assert_eq!(source["lines_read"].as_u64(), Some(3_000), "{stats}");
+    assert_eq!(source["lag_bytes"].as_u64(), Some(0), "{stats}");
+    let (_, v) = collector.get("/api/v1/agents").unwrap();
+    assert_eq!(v["items"][0]["status"], "online", "{v}");
+    assert_eq!(
+        v["items"][0]["status_reasons"],
+        serde_json::json!([]),
+        "{v}"
+    );
 }

@@ -583,6 +583,16 @@ pub(super) async fn post_stats(
         Ok(v) => v,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
     };
+    let previous = st
+        .db
+        .agent(&agent_id)
+        .ok()
+        .flatten()
+        .and_then(|a| a.stats)
+        .and_then(|v| serde_json::from_value::<AgentStats>(v).ok());
+    if crate::fleet::dropped_since(previous.as_ref(), &stats) {
+        let _ = st.db.record_agent_drop(&agent_id, Utc::now());
+    }
     let version: String = stats.version.chars().take(MAX_VERSION_CHARS).collect();
     let version = Some(version.as_str()).filter(|v| !v.is_empty());
     if let Err(e) = st

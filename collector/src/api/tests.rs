@@ -61,6 +61,7 @@ pub(super) fn harness(ingest: IngestConfig) -> Harness {
         storage: StorageConfig::default(),
         ingest,
         enrollment: EnrollmentConfig::default(),
+        fleet: Default::default(),
         detection: Default::default(),
         connectors: Vec::new(),
     };
@@ -314,9 +315,14 @@ async fn stats_reports_are_stored_and_shown_in_the_fleet_view() {
     let reported = DateTime::parse_from_rfc3339(reported).unwrap();
     assert!(reported >= before - chrono::Duration::milliseconds(1));
     assert_eq!(agent["version"], "0.3.0");
-    assert_eq!(
-        agent["status"], "online",
-        "a report counts as a sign of life"
+    // A sign of life (not offline), with drops since the agent started.
+    assert_eq!(agent["status"], "degraded", "{agent}");
+    assert!(
+        agent["status_reasons"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("dropping events"),
+        "{agent}"
     );
 
     // A newer report replaces it.

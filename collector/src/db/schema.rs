@@ -211,6 +211,10 @@ pub(super) const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (kind, key)
     ) WITHOUT ROWID;
     ",
+    // 10: when an agent's reports last showed new drops (fleet status `degraded`).
+    "
+    ALTER TABLE agents ADD COLUMN last_drop_at TEXT;
+    ",
 ];
 
 /// Applies the migrations the file has not seen yet, in one transaction.

@@ -14,4 +14,4 @@ pub use batch::{Ack, BatchId, BatchIdError, ErrorBody, ErrorDetail, BATCH_HEADER
 pub use compress::{gunzip_capped, gzip, DecompressError};
 pub use enroll::{EnrollRequest, EnrollResponse, RenewRequest, RenewResponse, RENEW_PATH};
 pub use rulepack::{NamedText, Rulepack, MAX_RULEPACK_BYTES, RULEPACK_PATH};
-pub use stats::{AgentStats, DetectStats, Drops, STATS_PATH};
+pub use stats::{AgentStats, DetectStats, Drops, SourceStats, STATS_PATH};

@@ -78,6 +78,43 @@ pub struct AgentStats {
     /// Edge detection: the rule pack in use and what it did.
     #[serde(default)]
     pub detect: DetectStats,
+    /// The operating system and architecture (e.g. `Debian GNU/Linux 12 (bookworm) x86_64`).
+    #[serde(default)]
+    pub os: String,
+    /// The spool's `max_bytes` (0: no spool).
+    #[serde(default)]
+    pub spool_max_bytes: u64,
+    /// Counters per source, in configuration order.
+    #[serde(default)]
+    pub sources: Vec<SourceStats>,
+}
+
+/// One source's counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceStats {
+    /// The source's name.
+    pub name: String,
+    /// Its type (`file`, `journald`).
+    #[serde(default)]
+    pub kind: String,
+    /// Files tracked now (file sources).
+    #[serde(default)]
+    pub files: u64,
+    /// Lines read.
+    #[serde(default)]
+    pub lines_read: u64,
+    /// Bytes read.
+    #[serde(default)]
+    pub bytes_read: u64,
+    /// Lines cut at `max_line_bytes`.
+    #[serde(default)]
+    pub lines_truncated: u64,
+    /// Failed stat, open or read attempts.
+    #[serde(default)]
+    pub read_errors: u64,
+    /// Bytes in the source's files not read yet (a gauge).
+    #[serde(default)]
+    pub lag_bytes: u64,
 }
 
 /// What edge detection did since the agent started.

@@ -92,6 +92,9 @@ pub struct TailerStats {
     pub lines_truncated: u64,
     /// Failed stat, open or read attempts (each is retried at a later scan).
     pub read_errors: u64,
+    /// Bytes written to the open files and not read yet, as of the last scan
+    /// (a gauge: the source is lagging when it grows).
+    pub lag_bytes: u64,
 }
 
 /// Errors building a file source. Each names the offending setting.

@@ -46,6 +46,7 @@ impl Tailer {
             .filter_map(|f| f.reader.as_ref().map(|r| (r.inode(), f.fingerprint)))
             .collect();
         let mut unknown = Vec::new();
+        let mut lag = 0u64;
         for path in self.expand() {
             let meta = match fs::metadata(&path) {
                 Ok(m) => m,
@@ -64,6 +65,9 @@ impl Tailer {
             match open.get(&(meta.dev(), meta.ino())) {
                 Some(fp) => {
                     if let Some(f) = self.files.get_mut(fp) {
+                        if let Some(r) = f.reader.as_ref() {
+                            lag = lag.saturating_add(meta.len().saturating_sub(r.line_start()));
+                        }
                         f.seen_scan = scan;
                         f.dead_since = None;
                         if *f.path != *path {
@@ -75,6 +79,7 @@ impl Tailer {
                 None => unknown.push((path, meta)),
             }
         }
+        self.stats.lag_bytes = lag;
         for (path, meta) in unknown {
             self.discover(path, &meta, scan);
         }

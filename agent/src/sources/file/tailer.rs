@@ -72,6 +72,7 @@ struct SharedStats {
     bytes_read: AtomicU64,
     lines_truncated: AtomicU64,
     read_errors: AtomicU64,
+    lag_bytes: AtomicU64,
 }
 
 /// Reads the counters of a tailer running on another thread.
@@ -88,6 +89,7 @@ impl TailerStatsHandle {
             bytes_read: s.bytes_read.load(Ordering::Relaxed),
             lines_truncated: s.lines_truncated.load(Ordering::Relaxed),
             read_errors: s.read_errors.load(Ordering::Relaxed),
+            lag_bytes: s.lag_bytes.load(Ordering::Relaxed),
         }
     }
 }
@@ -361,6 +363,7 @@ impl Tailer {
             .store(self.stats.lines_truncated, Ordering::Relaxed);
         s.read_errors
             .store(self.stats.read_errors, Ordering::Relaxed);
+        s.lag_bytes.store(self.stats.lag_bytes, Ordering::Relaxed);
     }
 }
 
