@@ -16,7 +16,7 @@
 //! - **Reloads** (a rule posted, enabled, disabled or deleted) build a new pack and swap it in
 //!   between two batches; the correlation state carries over.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 
 use chrono::{DateTime, Utc};
@@ -174,6 +174,8 @@ pub struct Central {
     cfg: DetectionConfig,
     db: Arc<Db>,
     pack: RwLock<Arc<Pack>>,
+    /// The packs of the groups of `[detection.groups]`, rebuilt with the pack.
+    groups: RwLock<Arc<BTreeMap<String, Arc<Pack>>>>,
     correlator: Mutex<Correlator>,
     novelty: crate::novelty::Novelty,
     /// Serializes reloads.
@@ -200,11 +202,13 @@ impl Central {
                 tracing::warn!(error = %e, "the saved correlation state is not usable; correlations start empty");
             }
         }
+        let groups = build_group_packs(cfg, &db, pack.revision)?;
         Ok(Central {
             cfg: cfg.clone(),
             novelty: crate::novelty::Novelty::new(db.clone()),
             db,
             pack: RwLock::new(Arc::new(pack)),
+            groups: RwLock::new(Arc::new(groups)),
             correlator: Mutex::new(correlator),
             reloading: Mutex::new(()),
         })
@@ -213,6 +217,30 @@ impl Central {
     /// The pack in use.
     pub fn pack(&self) -> Arc<Pack> {
         self.pack.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The pack of agent group `group`: its own when `[detection.groups]` names it, else
+    /// the collector's.
+    pub fn pack_for(&self, group: Option<&str>) -> Arc<Pack> {
+        if let Some(g) = group {
+            let groups = self
+                .groups
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            if let Some(p) = groups.get(g) {
+                return p.clone();
+            }
+        }
+        self.pack()
+    }
+
+    /// The group packs, by group.
+    pub fn group_packs(&self) -> Arc<BTreeMap<String, Arc<Pack>>> {
+        self.groups
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Builds a pack with `extra` API rules added (or replacing same-id ones) without using it:
@@ -227,6 +255,7 @@ impl Central {
     pub fn reload(&self) -> Result<Arc<Pack>, CentralError> {
         let _guard = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
         let pack = Arc::new(build_pack(&self.cfg, &self.db)?);
+        let groups = Arc::new(build_group_packs(&self.cfg, &self.db, pack.revision)?);
         let mut fresh = Correlator::new(&pack.set, correlator_cfg(&self.cfg))?;
         {
             let mut corr = self.correlator.lock().unwrap_or_else(|e| e.into_inner());
@@ -236,16 +265,18 @@ impl Central {
             }
             *corr = fresh;
             *self.pack.write().unwrap_or_else(|e| e.into_inner()) = pack.clone();
+            *self.groups.write().unwrap_or_else(|e| e.into_inner()) = groups;
         }
         tracing::info!(version = %pack.version(), revision = pack.revision, rules = pack.set.len(), correlations = pack.set.correlations().len(), "rule pack reloaded");
         Ok(pack)
     }
 
-    /// Marks what is new (see [`crate::novelty`]), then runs the pack on the events that were
+    /// Marks what is new (see [`crate::novelty`]), then runs the pack of agent group `group`
+    /// (see [`Central::pack_for`]; `None` for intakes and connectors) on the events that were
     /// not evaluated with it at the edge (and its central-scope rules on those that were),
     /// adding its matches to `vigie.detections`.
-    pub fn evaluate(&self, events: &mut [Map<String, Value>]) -> EvalCounts {
-        let pack = self.pack();
+    pub fn evaluate(&self, events: &mut [Map<String, Value>], group: Option<&str>) -> EvalCounts {
+        let pack = self.pack_for(group);
         let mut counts = EvalCounts {
             novel: self.novelty.mark(events, Utc::now()),
             ..EvalCounts::default()
@@ -306,16 +337,24 @@ impl Central {
     /// Whether a detection of `rule_id` raises an alert of its own (false for rules that
     /// only feed correlations; true for rules this pack does not know).
     pub fn alerts_on(&self, rule_id: &str) -> bool {
-        self.pack().set.rule(rule_id).is_none_or(|r| r.alert)
+        self.find_rule(rule_id, |r| r.alert).unwrap_or(true)
+    }
+
+    /// `f` of the rule `rule_id` of the collector's pack, else of the first group pack that
+    /// has it.
+    fn find_rule<T>(&self, rule_id: &str, f: impl Fn(&vigie_detect::Rule) -> T) -> Option<T> {
+        if let Some(r) = self.pack().set.rule(rule_id) {
+            return Some(f(r));
+        }
+        self.group_packs()
+            .values()
+            .find_map(|p| p.set.rule(rule_id).map(|r| f(r)))
     }
 
     /// The grouping fields of a rule that sets its own (`vigie: {group_by: [...]}`).
     pub fn group_by(&self, rule_id: &str) -> Option<Vec<String>> {
-        self.pack()
-            .set
-            .rule(rule_id)
-            .filter(|r| !r.group_by.is_empty())
-            .map(|r| r.group_by.clone())
+        self.find_rule(rule_id, |r| r.group_by.clone())
+            .filter(|g| !g.is_empty())
     }
 
     /// Feeds stored events and the rules they matched to the correlations; returns the
@@ -410,7 +449,36 @@ fn build_pack_with(
     db: &Db,
     extra: &[(String, String)],
 ) -> Result<Pack, CentralError> {
+    build_pack_for(cfg, db, extra, None)
+}
+
+/// Each group's pack: the collector's rule files, the group's own, the API rules; minus the
+/// rules disabled through the API and those the group leaves out.
+fn build_group_packs(
+    cfg: &DetectionConfig,
+    db: &Db,
+    revision: i64,
+) -> Result<BTreeMap<String, Arc<Pack>>, CentralError> {
+    let mut out = BTreeMap::new();
+    for (name, group) in &cfg.groups {
+        let mut pack = build_pack_for(cfg, db, &[], Some(group))?;
+        pack.revision = revision;
+        tracing::info!(group = %name, version = %pack.version(), rules = pack.set.len(), "group rule pack built");
+        out.insert(name.clone(), Arc::new(pack));
+    }
+    Ok(out)
+}
+
+fn build_pack_for(
+    cfg: &DetectionConfig,
+    db: &Db,
+    extra: &[(String, String)],
+    group: Option<&crate::config::GroupPackConfig>,
+) -> Result<Pack, CentralError> {
     let mut sources = vigie_detect::read_sources(&cfg.rules)?;
+    if let Some(g) = group {
+        sources.extend(vigie_detect::read_sources(&g.rules)?);
+    }
     let mut api: HashMap<String, String> = db
         .api_rules()?
         .into_iter()
@@ -433,7 +501,12 @@ fn build_pack_with(
         })?;
         pipelines.push(p);
     }
-    let disabled = db.disabled_rules()?;
+    let mut disabled = db.disabled_rules()?;
+    if let Some(g) = group {
+        disabled.extend(g.disabled.iter().cloned());
+        disabled.sort();
+        disabled.dedup();
+    }
     let opts = LoadOptions {
         mappings: pipelines,
         placeholders: cfg.placeholders.clone(),
@@ -452,7 +525,7 @@ fn build_pack_with(
     for r in &report.rejected {
         tracing::warn!(file = %r.file.display(), id = r.id.as_deref().unwrap_or(""), reason = %r.reason, "rule rejected");
     }
-    let revision = if extra.is_empty() {
+    let revision = if extra.is_empty() && group.is_none() {
         db.rulepack_revision(
             set.version(),
             set.len(),

@@ -64,6 +64,23 @@ pub struct DetectionConfig {
     /// Correlation windows and state.
     #[serde(default)]
     pub correlation: CorrelationConfig,
+    /// Per agent group (`[detection.groups.<group>]`): what that group's pack adds to and
+    /// removes from the pack above. Agents of the group are served that pack, and their
+    /// events are judged by it.
+    #[serde(default)]
+    pub groups: std::collections::BTreeMap<String, GroupPackConfig>,
+}
+
+/// `[detection.groups.<group>]`: one agent group's changes to the pack.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct GroupPackConfig {
+    /// More rule files or directories, for this group only.
+    #[serde(default)]
+    pub rules: Vec<PathBuf>,
+    /// Rule ids left out for this group.
+    #[serde(default)]
+    pub disabled: Vec<String>,
 }
 
 /// `[detection.correlation]`: bounds of the correlation state.
@@ -381,6 +398,12 @@ impl CollectorConfig {
             .rules
             .iter_mut()
             .chain(self.detection.mappings.iter_mut())
+            .chain(
+                self.detection
+                    .groups
+                    .values_mut()
+                    .flat_map(|g| g.rules.iter_mut()),
+            )
         {
             fix(p);
         }

@@ -164,7 +164,7 @@ pub async fn store(
     let st2 = st.clone();
     let events = tokio::task::spawn_blocking(move || {
         let mut events = events;
-        let counts = st2.central.evaluate(&mut events);
+        let counts = st2.central.evaluate(&mut events, None);
         crate::api::agent::count_central(&st2, counts);
         events
     })

@@ -197,12 +197,20 @@ impl IntoResponse for AgentRefusal {
 /// certificate is not revoked. Returns the agent id. Batches and statistics
 /// reports both go through here.
 pub fn authenticate_agent(st: &AppState, peer: &Peer) -> Result<String, AgentRefusal> {
+    authenticate_agent_group(st, peer).map(|(id, _)| id)
+}
+
+/// [`authenticate_agent`], also returning the agent's group.
+pub fn authenticate_agent_group(
+    st: &AppState,
+    peer: &Peer,
+) -> Result<(String, String), AgentRefusal> {
     let cert = peer.cert_der.as_ref().ok_or(AgentRefusal::NoCertificate)?;
     let (agent_id, serial) =
         pki::agent_identity(cert).map_err(|e| AgentRefusal::BadCertificate(e.to_string()))?;
     match st.db.agent(&agent_id) {
         Ok(Some(a)) if !a.revoked && !st.db.is_serial_revoked(&serial).unwrap_or(true) => {
-            Ok(agent_id)
+            Ok((agent_id, a.group))
         }
         Ok(Some(_)) => {
             tracing::warn!(agent = %agent_id, serial = %serial, "request with a revoked certificate refused");
@@ -221,8 +229,8 @@ pub(super) async fn post_batch(
 ) -> Response {
     add(&st.metrics.batches_received, 1);
     add(&st.metrics.bytes_received, body.len() as u64);
-    let agent_id = match authenticate_agent(&st, &peer) {
-        Ok(id) => id,
+    let (agent_id, group) = match authenticate_agent_group(&st, &peer) {
+        Ok(found) => found,
         Err(refusal) => {
             add(&st.metrics.batches_rejected, 1);
             return refusal.into_response();
@@ -285,7 +293,7 @@ pub(super) async fn post_batch(
     let aid = agent_id.clone();
     let decoded = tokio::task::spawn_blocking(move || {
         decode_batch(&body, gzip, &st2.cfg.ingest, &aid, Utc::now()).map(|mut d| {
-            let counts = st2.central.evaluate(&mut d.events);
+            let counts = st2.central.evaluate(&mut d.events, Some(&group));
             count_central(&st2, counts);
             d
         })

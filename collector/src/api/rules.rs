@@ -48,7 +48,28 @@ fn pack_json(pack: &Pack) -> Value {
 }
 
 pub(super) async fn list_rules(State(st): Shared) -> Response {
-    Json(pack_json(&st.central.pack())).into_response()
+    let mut body = pack_json(&st.central.pack());
+    let groups: serde_json::Map<String, Value> = st
+        .central
+        .group_packs()
+        .iter()
+        .map(|(name, p)| {
+            let ids: Vec<String> = p
+                .list()
+                .into_iter()
+                .filter(|r| r.enabled)
+                .map(|r| r.id)
+                .collect();
+            (
+                name.clone(),
+                json!({"version": p.version(), "rules": ids, "disabled": p.disabled}),
+            )
+        })
+        .collect();
+    if let Some(obj) = body.as_object_mut() {
+        obj.insert("groups".into(), Value::Object(groups));
+    }
+    Json(body).into_response()
 }
 
 pub(super) async fn get_rule(State(st): Shared, Path(id): Path<String>) -> Response {
@@ -303,10 +324,11 @@ pub(super) async fn get_rulepack(
     Extension(peer): Extension<Peer>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(refusal) = super::authenticate_agent(&st, &peer) {
-        return refusal.into_response();
-    }
-    let pack = st.central.pack();
+    let group = match super::agent::authenticate_agent_group(&st, &peer) {
+        Ok((_, group)) => group,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let pack = st.central.pack_for(Some(&group));
     let etag = format!("\"{}\"", pack.version());
     let current = headers
         .get(header::IF_NONE_MATCH)

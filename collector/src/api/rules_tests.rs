@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use serde_json::{json, Value};
 
-use super::tests::{harness, Harness, TOKEN};
+use super::tests::{harness, harness_with, Harness, TOKEN};
 use crate::config::IngestConfig;
 
 const FAILED: &str = "title: SSH failed password
@@ -34,6 +34,16 @@ level: high
 ";
 
 impl Harness {
+    async fn pack_of(&self, peer: crate::listener::Peer) -> vigie_wire::Rulepack {
+        let req = Request::get(vigie_wire::RULEPACK_PATH)
+            .extension(peer)
+            .body(Body::empty())
+            .unwrap();
+        let (status, _, body) = self.call(req).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        serde_json::from_value(body).unwrap()
+    }
+
     async fn post_yaml(&self, yaml: &str, ctype: &str) -> (StatusCode, Value) {
         let req = Request::post("/api/v1/rules")
             .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
@@ -383,4 +393,94 @@ async fn a_rule_can_group_its_alerts_by_its_own_fields() {
     let (status, _) = h.lines(&peer, "s1/1", body).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(h.get("/api/v1/alerts").await["total"], 3);
+}
+
+const TELEPORT: &str = "title: Teleport access denied
+id: vigie-test-teleport-denied
+logsource: {product: teleport, service: audit}
+detection:
+  sel: {event.action: access_denied}
+  condition: sel
+level: medium
+";
+
+/// `[detection.groups]`: a group's agents get their own pack (its rules added, some left
+/// out), with its own version, and their events are judged by it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_group_gets_its_own_pack_and_is_judged_by_it() {
+    let h = harness_with(IngestConfig::default(), |dir| {
+        std::fs::write(dir.join("base.yml"), FAILED).unwrap();
+        std::fs::write(dir.join("bastions.yml"), TELEPORT).unwrap();
+        let mut groups = std::collections::BTreeMap::new();
+        groups.insert(
+            "bastions".to_owned(),
+            crate::config::GroupPackConfig {
+                rules: vec![dir.join("bastions.yml")],
+                disabled: vec!["vigie-test-ssh-failed".into()],
+            },
+        );
+        crate::config::DetectionConfig {
+            rules: vec![dir.join("base.yml")],
+            groups,
+            ..Default::default()
+        }
+    });
+    let workstation = h.agent_in("agt_ws", true, "workstations");
+    let bastion = h.agent_in("agt_bastion", true, "bastions");
+    let ws_pack = h.pack_of(workstation.clone()).await;
+    let bastion_pack = h.pack_of(bastion.clone()).await;
+    assert_ne!(ws_pack.version, bastion_pack.version);
+    let loaded = |p: &vigie_wire::Rulepack| {
+        let sources: Vec<(String, String)> = p
+            .rules
+            .iter()
+            .map(|r| (r.name.clone(), r.text.clone()))
+            .collect();
+        let opts = vigie_detect::LoadOptions {
+            disabled: p.disabled.iter().cloned().collect(),
+            ..Default::default()
+        };
+        let (set, _) = vigie_detect::RuleSet::load_sources(&sources, &opts);
+        assert_eq!(set.version(), p.version, "the agent gets the same version");
+        set.rules().map(|r| r.id.clone()).collect::<Vec<_>>()
+    };
+    assert_eq!(loaded(&ws_pack), vec!["vigie-test-ssh-failed"]);
+    assert_eq!(loaded(&bastion_pack), vec!["vigie-test-teleport-denied"]);
+
+    // Unstamped events from the bastion: judged by the bastions' pack.
+    let denied = json!({"@timestamp": "2026-11-27T10:00:00Z", "event": {"action": "access_denied"},
+        "vigie": {"logsource": {"product": "teleport", "service": "audit"}}, "message": "denied"});
+    let body = format!("{}\n{}", failed_login(0, "203.0.113.5", json!({})), denied);
+    let (status, ack) = h.lines(&bastion, "b/1", body.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{ack}");
+    let found = h.get("/api/v1/events?q=vigie.detections.rule_id:*").await;
+    assert_eq!(found["total"], 1, "{found}");
+    assert_eq!(
+        found["events"][0]["vigie"]["detections"][0]["rule_id"],
+        "vigie-test-teleport-denied"
+    );
+    // The same lines from a workstation: the collector's pack.
+    let (status, ack) = h.lines(&workstation, "w/1", body).await;
+    assert_eq!(status, StatusCode::OK, "{ack}");
+    let found = h
+        .get("/api/v1/events?q=vigie.detections.rule_id:vigie-test-ssh-failed")
+        .await;
+    assert_eq!(found["total"], 1, "{found}");
+    // Stamped with the bastions' version: trusted.
+    let stamped = json!({"@timestamp": "2026-11-27T10:00:00Z", "event": {"action": "access_denied"},
+        "vigie": {"rulepack": bastion_pack.version, "logsource": {"product": "teleport", "service": "audit"}}});
+    let (status, _) = h.lines(&bastion, "b/2", format!("{stamped}\n")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(h
+        .metrics()
+        .await
+        .contains("vigie_events_trusted_edge_total 1\n"));
+
+    let rules = h.get("/api/v1/rules").await;
+    assert_eq!(
+        rules["groups"]["bastions"]["rules"],
+        json!(["vigie-test-teleport-denied"]),
+        "{rules}"
+    );
+    assert_eq!(rules["groups"]["bastions"]["version"], bastion_pack.version);
 }

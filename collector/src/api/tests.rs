@@ -46,9 +46,19 @@ fn ingest(agent_rate: u32, agent_burst: u32, rate: u32, burst: u32) -> IngestCon
 }
 
 pub(super) fn harness(ingest: IngestConfig) -> Harness {
+    harness_with(ingest, |_| Default::default())
+}
+
+/// [`harness`] with the `[detection]` that `detection` makes (given the data directory, to
+/// write rule files into).
+pub(super) fn harness_with(
+    ingest: IngestConfig,
+    detection: impl FnOnce(&std::path::Path) -> crate::config::DetectionConfig,
+) -> Harness {
     ingest.validate_quotas().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().to_owned();
+    let detection = detection(&data);
     let cfg = CollectorConfig {
         data_dir: data.clone(),
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -62,7 +72,7 @@ pub(super) fn harness(ingest: IngestConfig) -> Harness {
         ingest,
         enrollment: EnrollmentConfig::default(),
         fleet: Default::default(),
-        detection: Default::default(),
+        detection,
         connectors: Vec::new(),
     };
     let db = Arc::new(Db::open(&cfg.db_path()).unwrap());
@@ -115,6 +125,11 @@ impl Harness {
     /// A client certificate (DER) for `id`, enrolled here unless `enrolled`
     /// is false.
     pub(super) fn agent(&self, id: &str, enrolled: bool) -> Peer {
+        self.agent_in(id, enrolled, "default")
+    }
+
+    /// [`Harness::agent`] in agent group `group`.
+    pub(super) fn agent_in(&self, id: &str, enrolled: bool, group: &str) -> Peer {
         let (csr, _key) = pki::generate_csr().unwrap();
         let signed = pki::sign_csr(&self.ca, &csr, id, 30).unwrap();
         if enrolled {
@@ -123,7 +138,7 @@ impl Harness {
                 .register_agent(
                     id,
                     &format!("host-{id}"),
-                    "default",
+                    group,
                     &signed.serial_hex,
                     signed.not_after,
                     Utc::now(),
