@@ -35,7 +35,12 @@ pub struct AgentConfig {
     pub metrics: MetricsSection,
     /// `[detect]`: edge detection (paths resolved).
     pub detect: DetectSection,
+    /// The local sources, then the central ones (see [`AgentConfig::add_central_sources`]).
     pub sources: Vec<SourceConfig>,
+    /// How many of `sources` are local.
+    pub local_sources: usize,
+    /// Version of the central sources added, if any.
+    pub central_version: Option<String>,
 }
 
 /// `[collector]`: where to ship.
@@ -62,6 +67,17 @@ pub struct CollectorSection {
     /// (default: at two thirds of its lifetime).
     #[serde(default)]
     pub renew_before_secs: Option<u64>,
+    /// Also run the `[[sources]]` the collector holds for this agent's group
+    /// (`GET /v1/config`), kept on disk once checked.
+    #[serde(default)]
+    pub central_sources: bool,
+    /// How often the central sources are checked for a change, in seconds.
+    #[serde(default = "default_config_interval_secs")]
+    pub config_interval_secs: u64,
+}
+
+fn default_config_interval_secs() -> u64 {
+    60
 }
 
 /// `[batch]`: how events are grouped before shipping.
@@ -285,21 +301,10 @@ impl AgentConfig {
                 "batch.max_in_flight must be between 1 and 64".into(),
             ));
         }
-        let mut sources: Vec<SourceConfig> = Vec::new();
-        for (i, table) in raw.sources.into_iter().enumerate() {
-            let s = parse_source(i, table).map_err(|message| ConfigError::At {
-                path: path.to_owned(),
-                line: source_line(text, i, &message),
-                message,
-            })?;
-            if sources.iter().any(|o| o.name == s.name) {
-                return Err(invalid(format!(
-                    "two sources are named {:?}; names must be unique",
-                    s.name
-                )));
-            }
-            sources.push(s);
+        if collector.config_interval_secs == 0 {
+            return Err(invalid("collector.config_interval_secs must be > 0".into()));
         }
+        let sources = parse_source_tables(raw.sources, text, path)?;
         let data_dir = if raw.data_dir.is_relative() {
             base.join(&raw.data_dir)
         } else {
@@ -339,8 +344,88 @@ impl AgentConfig {
             spool,
             metrics: raw.metrics,
             detect,
+            local_sources: sources.len(),
             sources,
+            central_version: None,
         })
+    }
+}
+
+/// The `[[sources]]` of a document, checked one by one, names unique.
+fn parse_source_tables(
+    tables: Vec<toml::Table>,
+    text: &str,
+    path: &Path,
+) -> Result<Vec<SourceConfig>, ConfigError> {
+    let mut sources: Vec<SourceConfig> = Vec::new();
+    for (i, table) in tables.into_iter().enumerate() {
+        let s = parse_source(i, table).map_err(|message| ConfigError::At {
+            path: path.to_owned(),
+            line: source_line(text, i, &message),
+            message,
+        })?;
+        if sources.iter().any(|o| o.name == s.name) {
+            return Err(ConfigError::Invalid {
+                path: path.to_owned(),
+                message: format!("two sources are named {:?}; names must be unique", s.name),
+            });
+        }
+        sources.push(s);
+    }
+    Ok(sources)
+}
+
+/// A central source document: `[[sources]]` tables and nothing else.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SourcesDoc {
+    #[serde(default)]
+    sources: Vec<toml::Table>,
+}
+
+/// Checks a central source document (`[[sources]]` only, as in agent.toml);
+/// `name` says where it came from in messages.
+pub fn parse_sources_text(text: &str, name: &Path) -> Result<Vec<SourceConfig>, ConfigError> {
+    let doc: SourcesDoc = toml::from_str(text).map_err(|e| ConfigError::At {
+        path: name.to_owned(),
+        line: line_of(text, e.span().map(|s| s.start)),
+        message: e.message().to_owned(),
+    })?;
+    parse_source_tables(doc.sources, text, name)
+}
+
+impl AgentConfig {
+    /// The names of the local sources.
+    pub fn local_source_names(&self) -> Vec<String> {
+        self.sources[..self.local_sources.min(self.sources.len())]
+            .iter()
+            .map(|s| s.name.clone())
+            .collect()
+    }
+
+    /// Adds central sources (of document `version`) to the local ones; a
+    /// central source may not take a local source's name.
+    pub fn add_central_sources(
+        &mut self,
+        version: &str,
+        central: Vec<SourceConfig>,
+    ) -> Result<(), String> {
+        check_central_names(&self.local_source_names(), &central)?;
+        self.sources.truncate(self.local_sources);
+        self.sources.extend(central);
+        self.central_version = Some(version.to_owned());
+        Ok(())
+    }
+}
+
+/// A central source may not take a local source's name.
+pub fn check_central_names(local: &[String], central: &[SourceConfig]) -> Result<(), String> {
+    match central.iter().find(|s| local.contains(&s.name)) {
+        Some(s) => Err(format!(
+            "central source {:?} has the name of a local source",
+            s.name
+        )),
+        None => Ok(()),
     }
 }
 

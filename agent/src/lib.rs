@@ -9,6 +9,7 @@
 //! the spool (without a spool: once the collector acknowledged it); a
 //! spooled batch leaves the spool once the collector acknowledged it.
 
+pub mod central_config;
 pub mod checkpoint;
 pub mod client;
 pub mod config;

@@ -172,7 +172,17 @@ fn run(command: Command) -> Result<(), (u8, anyhow::Error)> {
                     vigie_agent::sd_notify::notify("STOPPING=1");
                     let _ = stop_tx.send(true);
                 });
-                vigie_agent::run::run(cfg, stop_rx).await
+                let mut cfg = cfg;
+                loop {
+                    with_saved_central_sources(&mut cfg);
+                    match vigie_agent::run::run(cfg, stop_rx.clone()).await? {
+                        vigie_agent::run::RunEnd::Stopped => return Ok(()),
+                        vigie_agent::run::RunEnd::Reload => {
+                            // The file may have changed too: read it again.
+                            cfg = AgentConfig::load(&config)?;
+                        }
+                    }
+                }
             })
             .map_err(|e| (1, e))
         }
@@ -264,6 +274,24 @@ fn rules(command: RulesCommand) -> Result<(), (u8, anyhow::Error)> {
             rules_cli::test(&rules, &mappings, &events, format)
                 .map(|_| ())
                 .map_err(|e| (2, e))
+        }
+    }
+}
+
+/// Adds the last good central sources (see `vigie_agent::central_config`), when asked for.
+fn with_saved_central_sources(cfg: &mut AgentConfig) {
+    if !cfg.collector.central_sources {
+        return;
+    }
+    let Some(doc) = vigie_agent::central_config::load_saved(&cfg.data_dir) else {
+        return;
+    };
+    let checked = vigie_agent::central_config::check(&doc, &cfg.local_source_names())
+        .and_then(|sources| cfg.add_central_sources(&doc.version, sources));
+    match checked {
+        Ok(()) => tracing::info!(version = %doc.version, "running the saved central sources"),
+        Err(e) => {
+            tracing::error!(version = %doc.version, error = %e, "the saved central sources no longer pass the checks; running the local sources only")
         }
     }
 }

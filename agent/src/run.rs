@@ -213,8 +213,68 @@ const RATE_DROP_REPORT: Duration = Duration::from_secs(5);
 /// How long in-flight batches may take to finish once the agent is asked to stop.
 const STOP_GRACE: Duration = Duration::from_secs(10);
 
-/// Runs the agent until `stop` turns true.
-pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()> {
+/// Why [`run`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunEnd {
+    /// `stop` turned true.
+    Stopped,
+    /// New central sources were saved: run again with them (see
+    /// [`crate::central_config`]).
+    Reload,
+}
+
+/// Asks a running pipeline to stop cleanly so that it starts again.
+#[derive(Clone)]
+pub struct Reloader {
+    stop: Arc<watch::Sender<bool>>,
+    asked: Arc<AtomicBool>,
+}
+
+impl Reloader {
+    pub fn reload(&self) {
+        self.asked.store(true, Ordering::SeqCst);
+        let _ = self.stop.send(true);
+    }
+}
+
+/// Runs the agent until `stop` turns true (or new central sources ask for a
+/// restart of the pipeline: everything stops as on a stop, then the caller
+/// runs it again).
+pub async fn run(cfg: AgentConfig, stop: watch::Receiver<bool>) -> Result<RunEnd> {
+    let (inner_tx, inner_rx) = watch::channel(*stop.borrow());
+    let inner_tx = Arc::new(inner_tx);
+    let reloader = Reloader {
+        stop: inner_tx.clone(),
+        asked: Arc::new(AtomicBool::new(false)),
+    };
+    let forward = {
+        let (tx, mut stop) = (inner_tx.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !*stop.borrow_and_update() {
+                if stop.changed().await.is_err() {
+                    return;
+                }
+            }
+            let _ = tx.send(true);
+        })
+    };
+    let result = run_pipeline(cfg, inner_rx, reloader.clone()).await;
+    forward.abort();
+    result?;
+    Ok(
+        if reloader.asked.load(Ordering::SeqCst) && !*stop.borrow() {
+            RunEnd::Reload
+        } else {
+            RunEnd::Stopped
+        },
+    )
+}
+
+async fn run_pipeline(
+    cfg: AgentConfig,
+    mut stop: watch::Receiver<bool>,
+    reloader: Reloader,
+) -> Result<()> {
     let (identity, cert, key) = IdentityFiles::in_dir(&cfg.data_dir).load()?;
     let ca = std::fs::read_to_string(&cfg.collector.ca_file)
         .with_context(|| format!("cannot read {}", cfg.collector.ca_file.display()))?;
@@ -356,6 +416,11 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
     let stats_client = client.clone();
     let pack_client = client.clone();
     let renew_client = client.clone();
+    let config_client = client.clone();
+    let config_status = Arc::new(std::sync::Mutex::new(crate::central_config::ConfigStatus {
+        version: cfg.central_version.clone().unwrap_or_default(),
+        error: String::new(),
+    }));
     let stats_spool = spool.clone();
     let shipping = if let Some(shared) = spool {
         drop((ack_tx, ack_rx));
@@ -408,6 +473,7 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
         ship: stats.clone(),
         tailers: tailer_stats.clone(),
         journald: journald_counts.clone(),
+        config: config_status.clone(),
         spool_max_bytes: if cfg.spool.enabled {
             cfg.spool.max_bytes
         } else {
@@ -469,13 +535,28 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
     } else {
         drop((pack_tx, pack_client));
     }
-    if cfg.metrics.enabled {
+    let metrics_server = cfg.metrics.enabled.then(|| {
         let (listen, stop_rx) = (cfg.metrics.listen, src_stop_rx.clone());
         tokio::spawn(async move {
             if let Err(e) = crate::stats::serve(listen, sources, stop_rx).await {
                 tracing::error!(listen = %listen, error = %e, "metrics endpoint cannot start; the agent runs without it");
             }
-        });
+        })
+    });
+    if cfg.collector.central_sources {
+        let poller = crate::central_config::Poller {
+            client: config_client,
+            data_dir: cfg.data_dir.clone(),
+            local: cfg.local_source_names(),
+            current: cfg.central_version.clone(),
+            interval: Duration::from_secs(cfg.collector.config_interval_secs),
+            status: config_status.clone(),
+        };
+        tokio::spawn(crate::central_config::poll(
+            poller,
+            reloader,
+            src_stop_rx.clone(),
+        ));
     }
 
     // Sources, spool and shipper are running: tell systemd (Type=notify), and ping its
@@ -669,6 +750,10 @@ pub async fn run(cfg: AgentConfig, mut stop: watch::Receiver<bool>) -> Result<()
     }
     for t in tailers {
         let _ = tokio::task::spawn_blocking(move || t.join()).await;
+    }
+    // Its port must be free again if the pipeline restarts.
+    if let Some(m) = metrics_server {
+        let _ = tokio::time::timeout(Duration::from_secs(5), m).await;
     }
     Ok(())
 }

@@ -46,6 +46,11 @@ pub fn watchdog_interval() -> Option<Duration> {
 /// Pings the watchdog every [`watchdog_interval`] while the runtime lives (a hung runtime
 /// stops pinging and systemd restarts the service); does nothing outside systemd.
 pub fn spawn_watchdog() {
+    // Once per process: the pipeline restarts on new central sources.
+    static SPAWNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if SPAWNED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return;
+    }
     let Some(every) = watchdog_interval() else {
         return;
     };

@@ -60,6 +60,8 @@ pub struct StatsSources {
     pub journald: Vec<(Arc<str>, Arc<std::sync::atomic::AtomicU64>)>,
     /// The spool's `max_bytes` (0: no spool).
     pub spool_max_bytes: u64,
+    /// Central sources in use, and the latest refusal.
+    pub config: Arc<std::sync::Mutex<crate::central_config::ConfigStatus>>,
     pub spool: Option<Arc<Shared>>,
     pub started_unix_secs: u64,
     /// Edge detection counters, when detection is on.
@@ -103,10 +105,19 @@ impl StatsSources {
                 .as_ref()
                 .map(|d| d.lock().unwrap_or_else(|e| e.into_inner()).clone())
                 .unwrap_or_default(),
+            config_version: self.config_status().version,
+            config_error: self.config_status().error,
             os: os_description(),
             spool_max_bytes: self.spool_max_bytes,
             sources: self.per_source(),
         }
+    }
+
+    fn config_status(&self) -> crate::central_config::ConfigStatus {
+        self.config
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn per_source(&self) -> Vec<SourceStats> {

@@ -123,6 +123,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/enroll", post(enroll))
         .route("/v1/batches", post(post_batch))
         .route(vigie_wire::RENEW_PATH, post(agent::renew))
+        .route(vigie_wire::CONFIG_PATH, get(agent::get_config))
         .route(vigie_wire::RULEPACK_PATH, get(rules::get_rulepack))
         .route(
             STATS_PATH,

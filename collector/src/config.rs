@@ -404,6 +404,7 @@ impl CollectorConfig {
                     .values_mut()
                     .flat_map(|g| g.rules.iter_mut()),
             )
+            .chain(self.fleet.sources.values_mut())
         {
             fix(p);
         }

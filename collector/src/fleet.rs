@@ -10,7 +10,11 @@
 //! - the sources lag: more than `lag_bytes_degraded` bytes written to the
 //!   files and not read yet;
 //! - the backlog is not moving: events wait in the spool and nothing was
-//!   acknowledged for `stale_ack_secs`.
+//!   acknowledged for `stale_ack_secs`;
+//! - the agent refused its group's central sources (`config_error`).
+//!
+//! `[fleet.sources]` also names each group's central sources file, served by
+//! `GET /v1/config` ([`central_config`]).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -37,6 +41,11 @@ pub struct FleetConfig {
     /// Events in the spool and no acknowledgement for this long: lagging.
     #[serde(default = "default_stale_ack_secs")]
     pub stale_ack_secs: u64,
+    /// Central sources per agent group (`[fleet.sources] <group> = "file.toml"`): a file of
+    /// `[[sources]]` tables that the group's agents with `central_sources = true` pull from
+    /// `GET /v1/config`. Read at each request, so an edit reaches the agents without a restart.
+    #[serde(default)]
+    pub sources: std::collections::BTreeMap<String, std::path::PathBuf>,
 }
 
 impl Default for FleetConfig {
@@ -47,6 +56,7 @@ impl Default for FleetConfig {
             drop_window_secs: default_drop_window_secs(),
             lag_bytes_degraded: default_lag_bytes_degraded(),
             stale_ack_secs: default_stale_ack_secs(),
+            sources: Default::default(),
         }
     }
 }
@@ -134,6 +144,9 @@ pub fn status(cfg: &FleetConfig, agent: &AgentRow, now: DateTime<Utc>) -> Status
             ));
         }
     }
+    if let Some(s) = stats.as_ref().filter(|s| !s.config_error.is_empty()) {
+        reasons.push(format!("central configuration refused: {}", s.config_error));
+    }
     if let Some(t) = agent.last_drop_at {
         if (now - t).num_seconds() <= i64::try_from(cfg.drop_window_secs).unwrap_or(i64::MAX) {
             let by = stats.map_or_else(String::new, |s| {
@@ -153,6 +166,36 @@ pub fn status(cfg: &FleetConfig, agent: &AgentRow, now: DateTime<Utc>) -> Status
             reasons,
         }
     }
+}
+
+/// `GET /v1/config`'s document for `group`: `Ok(None)` when the group has no central sources.
+/// The file is read at each call (capped); a document the collector's own checks refuse is
+/// still served (the agents decide, and report it) but logged.
+pub fn central_config(
+    cfg: &FleetConfig,
+    group: &str,
+) -> Result<Option<vigie_wire::CentralConfig>, String> {
+    let Some(path) = cfg.sources.get(group) else {
+        return Ok(None);
+    };
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if meta.len() > vigie_wire::MAX_CONFIG_BYTES as u64 {
+        return Err(format!(
+            "{} is larger than {} bytes",
+            path.display(),
+            vigie_wire::MAX_CONFIG_BYTES
+        ));
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    if let Err(e) = vigie_agent::config::parse_sources_text(&text, path) {
+        tracing::warn!(group, error = %e, "central sources fail the agent checks; agents will refuse them");
+    }
+    Ok(Some(vigie_wire::CentralConfig {
+        version: vigie_wire::config_version(&text),
+        sources_toml: text,
+    }))
 }
 
 #[cfg(test)]

@@ -110,7 +110,8 @@ pub async fn run(dir: Option<PathBuf>, exit_after_replay: bool) -> Result<()> {
     std::fs::write(&agent_cfg_path, &agent_toml)?;
     let agent_cfg = vigie_agent::config::AgentConfig::load(&agent_cfg_path)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let agent = tokio::spawn(vigie_agent::run::run(agent_cfg, stop_rx));
+    let agent =
+        tokio::spawn(async move { vigie_agent::run::run(agent_cfg, stop_rx).await.map(|_| ()) });
 
     println!(
         "replaying {expected} sample lines from {} ...",

@@ -191,3 +191,137 @@ fn the_agent_runs_the_collectors_pack_and_stamps_every_event_with_its_version() 
         "{late}"
     );
 }
+
+/// The agent's stats as the fleet API shows them, once `check` holds (or the last seen).
+fn wait_agent(collector: &Collector, check: impl Fn(&Value) -> bool) -> Value {
+    let start = Instant::now();
+    let mut agent = Value::Null;
+    while start.elapsed() < Duration::from_secs(60) {
+        agent = collector.get("/api/v1/agents").unwrap().1["items"][0].clone();
+        if check(&agent) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    agent
+}
+
+fn file_source(name: &str, path: &std::path::Path) -> String {
+    format!(
+        "[[sources]]\nname = \"{name}\"\ntype = \"file\"\ninclude = [{:?}]\nformat = \"plain\"\nread_from = \"beginning\"\n",
+        path.to_string_lossy()
+    )
+}
+
+/// `[fleet.sources]`: the agent runs its group's sources from the collector, takes a change
+/// while it runs (restarting its pipeline without losing or doubling a line), refuses a bad
+/// document and keeps the last good one, also across a restart.
+#[test]
+fn central_sources_are_pulled_applied_and_a_bad_document_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut collector = Collector::start(tmp.path()).unwrap();
+    let logs = tmp.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let (app, other) = (logs.join("app.log"), logs.join("other.log"));
+    let central = collector.dir.join("sources-default.toml");
+    std::fs::write(&central, file_source("app", &app)).unwrap();
+    let cfg_path = collector.config_path();
+    let mut text = std::fs::read_to_string(&cfg_path).unwrap();
+    text.push_str("\n[fleet.sources]\ndefault = \"sources-default.toml\"\n");
+    std::fs::write(&cfg_path, text).unwrap();
+    collector
+        .proc
+        .as_mut()
+        .unwrap()
+        .terminate(Duration::from_secs(10));
+    collector.serve().unwrap();
+
+    let mut agent = Agent::enroll(tmp.path(), "ws", &collector).unwrap();
+    // No local source at all: everything comes from the collector.
+    agent
+        .configure_via(
+            &collector,
+            &collector.base_url(),
+            "stats_interval_secs = 1\ncentral_sources = true\nconfig_interval_secs = 1",
+            "max_events = 100\ntimeout_ms = 100",
+            "",
+        )
+        .unwrap();
+    let line = |tag: &'static str| move |i: usize| format!("{tag} line {i:05}");
+    append_lines(&app, 0, 100, line("app"));
+    agent.start().unwrap();
+    assert_eq!(
+        collector
+            .wait_count("app", 100, Duration::from_secs(60))
+            .unwrap(),
+        100
+    );
+    let first = vigie_wire::config_version(&std::fs::read_to_string(&central).unwrap());
+    let a = wait_agent(&collector, |a| a["stats"]["config_version"] == first);
+    assert_eq!(a["stats"]["config_version"], first.as_str(), "{a}");
+
+    // A second source while the agent runs: the pipeline restarts on both.
+    let both = format!(
+        "{}{}",
+        file_source("app", &app),
+        file_source("other", &other)
+    );
+    std::fs::write(&central, &both).unwrap();
+    let second = vigie_wire::config_version(&both);
+    let a = wait_agent(&collector, |a| a["stats"]["config_version"] == second);
+    assert_eq!(a["stats"]["config_version"], second.as_str(), "{a}");
+    append_lines(&app, 100, 200, line("app"));
+    append_lines(&other, 0, 50, line("other"));
+    assert_eq!(
+        collector
+            .wait_count("other", 50, Duration::from_secs(60))
+            .unwrap(),
+        50
+    );
+    assert_eq!(
+        collector
+            .wait_count("app", 200, Duration::from_secs(60))
+            .unwrap(),
+        200
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(collector.count("app").unwrap(), 200, "nothing read twice");
+
+    // A document the agent cannot use: refused, reported, the last good one keeps running.
+    std::fs::write(
+        &central,
+        format!("{both}[[sources]]\nname = \"bad\"\ntype = \"bogus\"\nformat = \"plain\"\n"),
+    )
+    .unwrap();
+    let a = wait_agent(&collector, |a| a["status"] == "degraded");
+    assert_eq!(a["status"], "degraded", "{a}");
+    let reason = a["status_reasons"][0].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("central configuration refused") && reason.contains("bogus"),
+        "{a}"
+    );
+    append_lines(&app, 200, 250, line("app"));
+    assert_eq!(
+        collector
+            .wait_count("app", 250, Duration::from_secs(60))
+            .unwrap(),
+        250
+    );
+    // Restarted while the collector still serves the bad document: the saved good one runs.
+    agent
+        .proc
+        .as_mut()
+        .unwrap()
+        .terminate(Duration::from_secs(20));
+    agent.start().unwrap();
+    append_lines(&other, 50, 80, line("other"));
+    assert_eq!(
+        collector
+            .wait_count("other", 80, Duration::from_secs(60))
+            .unwrap(),
+        80
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(collector.count("app").unwrap(), 250);
+    assert_eq!(collector.count("other").unwrap(), 80);
+}

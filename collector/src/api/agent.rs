@@ -146,6 +146,47 @@ pub(super) async fn renew(
     .into_response()
 }
 
+/// `GET /v1/config`: the central sources of the agent's group (`ETag`, `304`), `404` when it
+/// has none.
+pub(super) async fn get_config(
+    State(st): Shared,
+    Extension(peer): Extension<Peer>,
+    headers: HeaderMap,
+) -> Response {
+    let group = match authenticate_agent_group(&st, &peer) {
+        Ok((_, group)) => group,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let st2 = st.clone();
+    let g = group.clone();
+    let doc =
+        tokio::task::spawn_blocking(move || crate::fleet::central_config(&st2.cfg.fleet, &g)).await;
+    let doc = match doc {
+        Ok(Ok(Some(doc))) => doc,
+        Ok(Ok(None)) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                "no_central_config",
+                format!("no central sources for group {group}"),
+            )
+        }
+        Ok(Err(e)) => {
+            tracing::error!(group = %group, error = %e, "central sources cannot be served");
+            return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e);
+        }
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+    };
+    let etag = format!("\"{}\"", doc.version);
+    let current = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
+    if current {
+        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
+    }
+    (StatusCode::OK, [(header::ETAG, etag)], Json(doc)).into_response()
+}
+
 fn new_agent_id() -> String {
     let bytes: [u8; 8] = rand::random();
     format!("agt_{}", hex::encode(bytes))

@@ -87,6 +87,12 @@ pub struct AgentStats {
     /// Counters per source, in configuration order.
     #[serde(default)]
     pub sources: Vec<SourceStats>,
+    /// Version of the central source configuration in use (empty: none).
+    #[serde(default)]
+    pub config_version: String,
+    /// Why the latest central configuration was refused (empty: it was not).
+    #[serde(default)]
+    pub config_error: String,
 }
 
 /// One source's counters.

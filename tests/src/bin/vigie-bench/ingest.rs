@@ -45,14 +45,14 @@ pub struct IngestOpts {
 }
 
 /// One prebuilt batch.
-struct Batch {
-    gz: Vec<u8>,
-    raw_bytes: usize,
-    events: u64,
+pub struct Batch {
+    pub gz: Vec<u8>,
+    pub raw_bytes: usize,
+    pub events: u64,
 }
 
 /// Builds the batches the agent would ship for `total` generated lines.
-fn build_batches(total: u64, per_batch: u64, drop_fields: &[String]) -> Result<Vec<Batch>> {
+pub fn build_batches(total: u64, per_batch: u64, drop_fields: &[String]) -> Result<Vec<Batch>> {
     let source: Arc<str> = Arc::from("auth");
     let path: Arc<Path> = Arc::from(Path::new("/var/log/auth.log"));
     let mut sources = HashMap::new();

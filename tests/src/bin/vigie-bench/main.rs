@@ -3,7 +3,8 @@
 //! Subcommands: `e2e` (a syslog file to the collector, against rsyslog over
 //! TLS), `agent-idle` (agent memory once quiet), `agent-cpu` (agent CPU at a
 //! steady 2,000 lines/s), `ingest` (collector ingest from prebuilt batches),
-//! `all` (the four, in that order), plus the helpers `tls-sink` (the line
+//! `all` (the four, in that order), `fleet` (N simulated agents with their
+//! own certificates at a set total rate), plus the helpers `tls-sink` (the line
 //! counting TLS listener `bench/rsyslog.sh` forwards to) and `gen` (writes
 //! the benchmark's syslog lines to a file). Every figure is printed as one
 //! `RESULT name: min=… median=… max=… unit (n=…) runs=[…]` line, after a
@@ -20,6 +21,7 @@ mod agent_load;
 mod backlog;
 mod common;
 mod e2e;
+mod fleet;
 mod gen;
 mod ingest;
 mod sink;
@@ -89,6 +91,9 @@ enum Cmd {
     AgentCpu(CpuArgs),
     /// Collector ingest of prebuilt gzip NDJSON batches from concurrent senders.
     Ingest(IngestArgs),
+    /// N simulated agents (distinct certificates, one mTLS connection each)
+    /// sending batches at a set total rate to one collector.
+    Fleet(FleetArgs),
     /// e2e, agent-idle, agent-cpu and ingest with their defaults.
     All,
     /// A TLS listener on 127.0.0.1 that counts lines (used by bench/rsyslog.sh).
@@ -156,6 +161,21 @@ struct IngestArgs {
     /// agent's shape).
     #[arg(long)]
     drop_field: Vec<String>,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct FleetArgs {
+    #[arg(long, default_value_t = 750)]
+    agents: usize,
+    /// Events per second, all agents together (1,650 is ~1 billion a week).
+    #[arg(long, default_value_t = 1650.0)]
+    rate: f64,
+    /// Each agent sends one batch this often.
+    #[arg(long, default_value_t = 5.0)]
+    interval_secs: f64,
+    /// Length of the measured run.
+    #[arg(long, default_value_t = 60)]
+    secs: u64,
 }
 
 #[derive(clap::Args, Debug, Clone)]
@@ -306,6 +326,18 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::AgentIdle(a) => agent_load::idle(&load_opts(&cli, &batch, a, &cpu), &gate),
         Cmd::AgentCpu(a) => agent_load::cpu(&load_opts(&cli, &batch, &idle, a), &gate),
         Cmd::Ingest(a) => ingest::run(&ingest_opts(&cli, a), &gate),
+        Cmd::Fleet(a) => fleet::run(
+            &fleet::FleetOpts {
+                agents: a.agents,
+                rate: a.rate,
+                interval_secs: a.interval_secs,
+                secs: a.secs,
+                work: cli.work.clone(),
+                commit_ms: cli.commit_ms,
+                collector_set: cli.collector_set.clone(),
+            },
+            &gate,
+        ),
         Cmd::All => {
             e2e::run(&e2e_opts(&cli, &defaults(), &batch)?, &gate)?;
             let o = load_opts(&cli, &batch, &idle, &cpu);
