@@ -58,6 +58,8 @@ struct Tally {
     refused: u64,
     transport: u64,
     behind: u64,
+    /// When the last acknowledgement came.
+    last_ack: Option<Instant>,
 }
 
 pub fn run(o: &FleetOpts, gate: &LoadGate) -> Result<()> {
@@ -118,11 +120,16 @@ pub fn run(o: &FleetOpts, gate: &LoadGate) -> Result<()> {
             let _ = t.await;
         }
     });
-    let secs = t0.elapsed().as_secs_f64();
+    let elapsed = t0.elapsed().as_secs_f64();
     let used = common::cpu_secs(c_pid)? - cpu0;
     let me = common::cpu_secs(std::process::id())? - me0;
     let m = common::mem(c_pid)?;
     let mut t = std::mem::take(&mut *rt.block_on(tally.lock()));
+    // The rate is over the sending window: from the start to the last acknowledgement (the
+    // tasks also sleep out their last interval, which is not part of it).
+    let secs = t
+        .last_ack
+        .map_or(elapsed, |l| l.duration_since(t0).as_secs_f64());
     // Everything acknowledged is stored (commits are done once acknowledged).
     let stored = c.count("")?;
     t.latencies_ms.sort_by(f64::total_cmp);
@@ -148,10 +155,10 @@ pub fn run(o: &FleetOpts, gate: &LoadGate) -> Result<()> {
         t.refused,
         t.transport,
         t.behind,
-        used / secs * 100.0,
+        used / elapsed * 100.0,
         m.rss_kib,
         m.hwm_kib,
-        me / secs * 100.0,
+        me / elapsed * 100.0,
     );
     if stored != t.acked_events {
         bail!("{} events acknowledged but {stored} stored", t.acked_events);
@@ -197,6 +204,7 @@ async fn send_loop(
                 t.latencies_ms.push(ms);
                 t.acked_events += b.events;
                 t.acked_batches += 1;
+                t.last_ack = Some(Instant::now());
                 seq += 1;
             }
             Ok(r) if r.status().as_u16() == 429 => t.throttled += 1,
