@@ -219,6 +219,15 @@ fn run(command: Command) -> Result<(), (u8, anyhow::Error)> {
                     }
                 }
             }
+            if cfg.collector.central_sources {
+                match vigie_agent::central_config::load_saved(&cfg.data_dir) {
+                    Some(doc) => println!(
+                        "  central sources: from the collector (saved version {})",
+                        doc.version
+                    ),
+                    None => println!("  central sources: from the collector (none received yet)"),
+                }
+            }
             if cfg.detect.is_on() && !cfg.detect.enabled() {
                 println!(
                     "  detect: rules from the collector (GET /v1/rulepack, every {} s)",

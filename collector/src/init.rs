@@ -196,6 +196,19 @@ burst_events = 200000
 cert_validity_days = 30
 token_ttl_secs = 604800
 
+# Fleet status (GET /api/v1/agents) and central sources per agent group, pulled by
+# agents with `central_sources = true` (a file of [[sources]] tables, as in agent.toml):
+#[fleet]
+#offline_after_secs = 300
+#spool_degraded_percent = 80
+#[fleet.sources]
+#workstations = "/etc/vigie-collector/sources/workstations.toml"
+
+# Per agent group: more rules, or rule ids left out, in that group's pack:
+#[detection.groups.bastions]
+#rules = ["/etc/vigie-collector/rules/bastions"]
+#disabled = []
+
 # Central detection: the rule pack the collector runs and serves to agents with
 # `[detect] source = "collector"`. Packages install Vigie's rules in /usr/share/vigie/rules;
 # from a source checkout, point at its rules/ folder.
