@@ -360,3 +360,54 @@ fn a_running_agent_renews_its_certificate_and_a_revoked_one_is_refused() {
     collector.serve().unwrap();
     Agent::enroll(tmp.path(), "third", &collector).unwrap();
 }
+
+/// A certificate from this CA, for an enrolled agent, but expired: the handshake is refused,
+/// the collector says why, and the agent says to enroll again.
+#[test]
+fn an_expired_certificate_is_refused_and_both_sides_say_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let collector = Collector::start(tmp.path()).unwrap();
+    let mut agent = Agent::enroll(tmp.path(), "agent", &collector).unwrap();
+    let id = agent_id(&agent);
+    // Signed with the collector's own CA key, valid for a day that ended a day ago.
+    let ca_pem = std::fs::read_to_string(collector.ca_path()).unwrap();
+    let ca_key = std::fs::read_to_string(collector.dir.join("pki/ca.key")).unwrap();
+    let issuer =
+        rcgen::Issuer::from_ca_cert_pem(&ca_pem, rcgen::KeyPair::from_pem(&ca_key).unwrap())
+            .unwrap();
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, id.clone());
+    params.subject_alt_names = vec![rcgen::SanType::URI(
+        format!("vigie://agent/{id}").try_into().unwrap(),
+    )];
+    params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let now = std::time::SystemTime::now();
+    params.not_before = (now - Duration::from_secs(2 * 86_400)).into();
+    params.not_after = (now - Duration::from_secs(86_400)).into();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+
+    let client = https_client(&ca_pem, Some((&cert.pem(), &key.serialize_pem()))).unwrap();
+    let sent = client
+        .post(collector.url("/v1/batches"))
+        .header("Vigie-Batch", "t/1")
+        .body("{\"message\":\"hi\"}\n")
+        .send();
+    assert!(sent.is_err(), "an expired certificate must be refused");
+    let log = collector.proc.as_ref().unwrap().log_text();
+    assert!(
+        log.contains("TLS handshake refused") && log.to_lowercase().contains("expired"),
+        "{log}"
+    );
+
+    // The agent itself, on that certificate: it says what to do.
+    std::fs::write(agent.dir.join("agent.pem"), cert.pem()).unwrap();
+    std::fs::write(agent.dir.join("agent.key"), key.serialize_pem()).unwrap();
+    agent
+        .configure(&collector, "max_events = 10\ntimeout_ms = 100", "")
+        .unwrap();
+    agent.start().unwrap();
+    wait_for_log(&agent, "enroll the agent again", Duration::from_secs(30));
+}
