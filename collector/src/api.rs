@@ -140,6 +140,21 @@ async fn list_connectors(State(st): Shared) -> Response {
     Json(crate::connectors::stats_json(&st.connectors)).into_response()
 }
 
+/// `304` with the `ETag` when `If-None-Match` names `etag` (a quoted version), else `None`.
+fn not_modified(headers: &axum::http::HeaderMap, etag: &str) -> Option<Response> {
+    let current = headers
+        .get(axum::http::header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
+    current.then(|| {
+        (
+            StatusCode::NOT_MODIFIED,
+            [(axum::http::header::ETAG, etag.to_owned())],
+        )
+            .into_response()
+    })
+}
+
 /// An error answer.
 pub fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
     let body = json!({"error": {"code": code, "message": message.into()}});

@@ -177,12 +177,8 @@ pub(super) async fn get_config(
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
     };
     let etag = format!("\"{}\"", doc.version);
-    let current = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
-    if current {
-        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
+    if let Some(not_modified) = super::not_modified(&headers, &etag) {
+        return not_modified;
     }
     (StatusCode::OK, [(header::ETAG, etag)], Json(doc)).into_response()
 }

@@ -330,12 +330,8 @@ pub(super) async fn get_rulepack(
     };
     let pack = st.central.pack_for(Some(&group));
     let etag = format!("\"{}\"", pack.version());
-    let current = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag));
-    if current {
-        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
+    if let Some(not_modified) = super::not_modified(&headers, &etag) {
+        return not_modified;
     }
     let named = |list: &[(String, String)]| -> Vec<NamedText> {
         list.iter()
