@@ -75,12 +75,11 @@ pub async fn renew_once(
     }
     let resp: RenewResponse =
         serde_json::from_slice(&answer.body).context("the collector's answer is not a renewal")?;
-    let (id, _) = pki::parse_cert_pem(&resp.cert_pem)
-        .ok()
-        .and_then(|certs| certs.first().map(|c| pki::agent_identity(c.as_ref())))
-        .transpose()
-        .context("the renewed certificate cannot be read")?
-        .context("the collector sent no certificate")?;
+    let certs =
+        pki::parse_cert_pem(&resp.cert_pem).context("the renewed certificate cannot be read")?;
+    let leaf = certs.first().context("the collector sent no certificate")?;
+    let (id, _) =
+        pki::agent_identity(leaf.as_ref()).context("the renewed certificate names no agent")?;
     if id != agent_id {
         bail!("the renewed certificate names agent {id}, not {agent_id}: not used");
     }

@@ -312,16 +312,7 @@ impl Db {
                 fmt_time(cert_not_after)
             ],
         )?;
-        tx.execute(
-            "INSERT INTO certificates (serial, agent_id, not_after, issued_at)
-             VALUES (?1, ?2, ?3, ?4) ON CONFLICT(serial) DO NOTHING",
-            params![
-                cert_serial,
-                agent_id,
-                fmt_time(cert_not_after),
-                fmt_time(now)
-            ],
-        )?;
+        record_certificate(&tx, &cert_serial, agent_id, cert_not_after, now)?;
         tx.commit()?;
         Ok(())
     }
@@ -427,16 +418,7 @@ impl Db {
         if changed == 0 {
             return Err(DbError::AgentUnknown(agent_id.to_string()));
         }
-        tx.execute(
-            "INSERT INTO certificates (serial, agent_id, not_after, issued_at)
-             VALUES (?1, ?2, ?3, ?4)",
-            params![
-                cert_serial,
-                agent_id,
-                fmt_time(cert_not_after),
-                fmt_time(now)
-            ],
-        )?;
+        record_certificate(&tx, &cert_serial, agent_id, cert_not_after, now)?;
         tx.commit()?;
         Ok(())
     }
@@ -790,6 +772,22 @@ fn create_private_file(path: &Path) -> std::io::Result<()> {
 
 fn sha256_hex(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Records a certificate issued to `agent_id` (kept for revocation and the CRL).
+fn record_certificate(
+    tx: &rusqlite::Transaction<'_>,
+    serial: &str,
+    agent_id: &str,
+    not_after: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<(), DbError> {
+    tx.execute(
+        "INSERT INTO certificates (serial, agent_id, not_after, issued_at)
+         VALUES (?1, ?2, ?3, ?4) ON CONFLICT(serial) DO NOTHING",
+        params![serial, agent_id, fmt_time(not_after), fmt_time(now)],
+    )?;
+    Ok(())
 }
 
 fn fmt_time(t: DateTime<Utc>) -> String {

@@ -189,11 +189,20 @@ pub fn central_config(
     }
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    if let Err(e) = vigie_agent::config::parse_sources_text(&text, path) {
-        tracing::warn!(group, error = %e, "central sources fail the agent checks; agents will refuse them");
+    let version = vigie_wire::config_version(&text);
+    // Checked once per version (every agent of the group asks every minute): a bad
+    // document is logged once, not at each request.
+    static CHECKED: std::sync::Mutex<std::collections::BTreeMap<String, String>> =
+        std::sync::Mutex::new(std::collections::BTreeMap::new());
+    let mut checked = CHECKED.lock().unwrap_or_else(|e| e.into_inner());
+    if checked.get(group) != Some(&version) {
+        if let Err(e) = vigie_agent::config::parse_sources_text(&text, path) {
+            tracing::warn!(group, version = %version, error = %e, "central sources fail the agent checks; agents will refuse them");
+        }
+        checked.insert(group.to_owned(), version.clone());
     }
     Ok(Some(vigie_wire::CentralConfig {
-        version: vigie_wire::config_version(&text),
+        version,
         sources_toml: text,
     }))
 }

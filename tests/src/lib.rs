@@ -253,6 +253,14 @@ impl Collector {
         bail!("collector did not become healthy")
     }
 
+    /// Stops the collector cleanly (SIGTERM) and serves it again, e.g. after a config change.
+    pub fn restart(&mut self) -> Result<()> {
+        if let Some(p) = self.proc.as_mut() {
+            p.terminate(Duration::from_secs(10));
+        }
+        self.serve()
+    }
+
     pub fn config_path(&self) -> PathBuf {
         self.dir.join("collector.toml")
     }

@@ -190,12 +190,7 @@ fn set_cert_days(collector: &mut Collector, days: u32) {
     }
     assert!(out.contains(&format!("cert_validity_days = {days}")));
     std::fs::write(&path, out).unwrap();
-    collector
-        .proc
-        .as_mut()
-        .unwrap()
-        .terminate(Duration::from_secs(10));
-    collector.serve().unwrap();
+    collector.restart().unwrap();
 }
 
 /// A running agent renews its certificate (new key, same identity) and goes on
@@ -301,16 +296,13 @@ fn a_running_agent_renews_its_certificate_and_a_revoked_one_is_refused() {
     let other = Agent::enroll(tmp.path(), "other", &collector).unwrap();
     let other_id = agent_id(&other);
     let cfg = collector.config_path();
-    let out = vigie_e2e::run(
-        "vigie-collector",
-        &[
-            "agent",
-            "revoke",
-            "--config",
-            &cfg.to_string_lossy(),
-            &other_id,
-        ],
-    );
+    let revoke = |id: &str| {
+        vigie_e2e::run(
+            "vigie-collector",
+            &["agent", "revoke", "--config", &cfg.to_string_lossy(), id],
+        )
+    };
+    let out = revoke(&other_id);
     assert!(
         out.status.success(),
         "{}",
@@ -320,16 +312,7 @@ fn a_running_agent_renews_its_certificate_and_a_revoked_one_is_refused() {
         .get(&format!("/api/v1/agents/{other_id}"))
         .unwrap();
     assert_eq!(a["status"], "revoked");
-    let out = vigie_e2e::run(
-        "vigie-collector",
-        &[
-            "agent",
-            "revoke",
-            "--config",
-            &cfg.to_string_lossy(),
-            "agt_nobody",
-        ],
-    );
+    let out = revoke("agt_nobody");
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no agent agt_nobody"));
 
@@ -352,12 +335,7 @@ fn a_running_agent_renews_its_certificate_and_a_revoked_one_is_refused() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_ne!(std::fs::read_to_string(&server_pem).unwrap(), before);
-    collector
-        .proc
-        .as_mut()
-        .unwrap()
-        .terminate(Duration::from_secs(10));
-    collector.serve().unwrap();
+    collector.restart().unwrap();
     Agent::enroll(tmp.path(), "third", &collector).unwrap();
 }
 

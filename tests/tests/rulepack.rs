@@ -229,12 +229,7 @@ fn central_sources_are_pulled_applied_and_a_bad_document_is_refused() {
     let mut text = std::fs::read_to_string(&cfg_path).unwrap();
     text.push_str("\n[fleet.sources]\ndefault = \"sources-default.toml\"\n");
     std::fs::write(&cfg_path, text).unwrap();
-    collector
-        .proc
-        .as_mut()
-        .unwrap()
-        .terminate(Duration::from_secs(10));
-    collector.serve().unwrap();
+    collector.restart().unwrap();
 
     let mut agent = Agent::enroll(tmp.path(), "ws", &collector).unwrap();
     // No local source at all: everything comes from the collector.
