@@ -32,6 +32,7 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 target_dir=${CARGO_TARGET_DIR:-$root/target}
+profile=${VIGIE_PACKAGE_PROFILE:-release}
 work=$(mktemp -d)
 passed=0
 failed=0
@@ -250,7 +251,7 @@ if have systemd-analyze; then
     # verify needs the binaries: check copies pointing at the built ones.
     mkdir -p "$work/units"
     for name in vigie-agent vigie-collector; do
-        sed "s#/usr/bin/$name#$target_dir/release/$name#g" "systemd/$name.service" >"$work/units/$name.service"
+        sed "s#/usr/bin/$name#$target_dir/$profile/$name#g" "systemd/$name.service" >"$work/units/$name.service"
     done
     out=$(systemd-analyze verify "$work/units/vigie-agent.service" "$work/units/vigie-collector.service" 2>&1) || true
     if [ -z "$out" ]; then

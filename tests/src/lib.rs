@@ -2,9 +2,8 @@
 //! binaries on loopback with real mTLS, in temporary directories, and talks
 //! to the collector's API like a user would.
 //!
-//! Binaries are taken from the target directory this test binary lives in
-//! (`cargo test --workspace` builds them before any test runs); if they are
-//! missing they are built with `cargo build`.
+//! Binaries are taken from the target directory this test binary lives in,
+//! built (or found up to date) by `cargo build` at the first use: see [`bin`].
 //!
 //! Every child process is killed when its handle is dropped, so a failing
 //! test leaves nothing running.
@@ -22,7 +21,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
 
 /// Where the binaries are. The first call in a test process runs
-/// `cargo build` for both binaries (a no-op when they are up to date):
+/// `cargo build` for the binaries (a no-op when they are up to date):
 /// `cargo test` does not rebuild them, and a stale binary would be tested
 /// in place of the code under test.
 pub fn bin(name: &str) -> PathBuf {
@@ -30,16 +29,22 @@ pub fn bin(name: &str) -> PathBuf {
     let dir = bin_dir();
     BUILD.call_once(|| {
         let mut cmd = Command::new(env!("CARGO"));
-        cmd.args([
-            "build",
-            "-p",
-            "vigie-agent",
-            "-p",
-            "vigie-collector",
-            "--bins",
-        ]);
         if dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
+            cmd.args([
+                "build",
+                "--release",
+                "-p",
+                "vigie-agent",
+                "-p",
+                "vigie-collector",
+                "--bins",
+            ]);
+        } else {
+            // The features that `cargo test --workspace` resolved (dev-dependencies
+            // included), so that only the two binaries are linked here. `-p` alone
+            // resolves fewer features (syn without `fold`, …) and rebuilds most
+            // dependencies a second time: minutes on a cold CI target.
+            cmd.args(["build", "--workspace", "--bins", "--tests"]);
         }
         // What cargo sets for this test process only: ring's build script
         // reruns when CARGO_MANIFEST_DIR changes, so passing these on would
