@@ -32,7 +32,7 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 target_dir=${CARGO_TARGET_DIR:-$root/target}
-profile=${VIGIE_PACKAGE_PROFILE:-release}
+glibc=${VIGIE_GLIBC:-2.28}
 work=$(mktemp -d)
 passed=0
 failed=0
@@ -112,6 +112,16 @@ stripped() {
     ! readelf -S "$1" | grep -q '\.symtab'
 }
 
+# glibc_needed FILE: the newest GLIBC_x.y symbol version FILE links to.
+glibc_needed() {
+    objdump -T "$1" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -V | tail -n 1
+}
+
+# version_le A B: version A <= version B.
+version_le() {
+    [ "$(printf '%s\n%s\n' "$1" "$2" | sort -V | head -n 1)" = "$1" ]
+}
+
 # sh_ok FILE: parses as sh, and shellcheck (when installed) finds nothing.
 sh_ok() {
     sh -n "$1" || return 1
@@ -132,7 +142,15 @@ check_deb_common() {
     deb_has "$deb" -rw-r--r-- 0/0 "/usr/share/doc/$name/README.md"
     deb_has "$deb" -rw-r--r-- 0/0 "/usr/share/lintian/overrides/$name"
     dpkg-deb --fsys-tarfile "$deb" | tar -xO "./usr/bin/$name" >"$work/$name.bin"
+    chmod 755 "$work/$name.bin"
     check "$name.deb: /usr/bin/$name is stripped" stripped "$work/$name.bin"
+    if [ "$glibc" = native ]; then
+        skip "$name.deb: glibc version not checked (VIGIE_GLIBC=native)"
+    else
+        local needs
+        needs=$(glibc_needed "$work/$name.bin")
+        check "$name.deb: /usr/bin/$name needs glibc $needs, at most $glibc (RHEL 8)" version_le "$needs" "$glibc"
+    fi
     check "$name.deb: unit file is the one in systemd/" \
         cmp -s "systemd/$name.service" <(dpkg-deb --fsys-tarfile "$deb" | tar -xO "./usr/lib/systemd/system/$name.service")
     for script in postinst prerm postrm; do
@@ -248,10 +266,10 @@ fi
 
 section "systemd"
 if have systemd-analyze; then
-    # verify needs the binaries: check copies pointing at the built ones.
+    # verify needs the binaries: check copies pointing at the packaged ones.
     mkdir -p "$work/units"
     for name in vigie-agent vigie-collector; do
-        sed "s#/usr/bin/$name#$target_dir/$profile/$name#g" "systemd/$name.service" >"$work/units/$name.service"
+        sed "s#/usr/bin/$name#$work/$name.bin#g" "systemd/$name.service" >"$work/units/$name.service"
     done
     out=$(systemd-analyze verify "$work/units/vigie-agent.service" "$work/units/vigie-collector.service" 2>&1) || true
     if [ -z "$out" ]; then
@@ -293,7 +311,7 @@ gone() {
     check "$name purged: dpkg no longer knows it" bash -c "! dpkg-query -W -f='\${Status}' $name 2>/dev/null | grep -q installed"
     check "$name purged: no user" bash -c "! getent passwd $name >/dev/null"
     check "$name purged: no group" bash -c "! getent group $name >/dev/null"
-    for path in "/usr/bin/$name" "/etc/$name" "/var/lib/$name" "/usr/lib/systemd/system/$name.service" \
+    for path in "/usr/bin/$name" "/etc/$name" "/var/lib/$name" "/usr/lib/systemd/system/$name.service" "/usr/share/doc/$name" \
         "/usr/libexec/vigie/$name-setup" "/etc/systemd/system/multi-user.target.wants/$name.service"; do
         check "$name purged: no $path" test ! -e "$path"
     done
@@ -320,17 +338,7 @@ agent_installed_checks() {
     check "systemd-analyze verify (installed vigie-agent.service): nothing printed${out:+: $out}" test -z "$out"
 }
 
-install_checks() {
-    section "install (dpkg -i, as root)"
-    for name in vigie-agent vigie-collector; do
-        if dpkg-query -W "$name" >/dev/null 2>&1 || getent passwd "$name" >/dev/null; then
-            fail "$name is already installed or its user exists: not a throwaway machine, install checks skipped"
-            return
-        fi
-    done
-
-    # The collector: first install initializes the data directory.
-    dpkg -i "$deb_collector"
+collector_installed_checks() {
     mode_is /etc/vigie-collector 750 root vigie-collector
     mode_is /etc/vigie-collector/collector.toml 640 root vigie-collector
     mode_is /var/lib/vigie-collector 750 vigie-collector vigie-collector
@@ -341,9 +349,14 @@ install_checks() {
     check "vigie-collector: shipped rules exist" test -s /usr/share/vigie/rules/sigma/lnx_sudo_root_shell.yml
     out=$(systemd-analyze verify /usr/lib/systemd/system/vigie-collector.service 2>&1) || true
     check "systemd-analyze verify (installed vigie-collector.service): nothing printed${out:+: $out}" test -z "$out"
+}
 
-    # Serve on a free loopback port with the shipped configuration, as the service would.
-    local port conf token
+# start_collector: serves the installed collector's shipped configuration on a
+# free loopback port, as the service would; sets port and token (2 uses).
+port=
+token=
+start_collector() {
+    local conf
     port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     mkdir -p "$work/collector"
     chmod 755 "$work" "$work/collector"
@@ -362,6 +375,32 @@ install_checks() {
         bash -c "sed 's/\x1b\[[0-9;]*m//g' '$work/collector.log' | grep 'rule pack loaded' | grep -q 'rejected=0\$'"
     token=$(runuser -u vigie-collector -- /usr/bin/vigie-collector token create \
         --config /etc/vigie-collector/collector.toml --uses 2)
+}
+
+stop_collector() {
+    kill "$collector_pid" 2>/dev/null || true
+    wait "$collector_pid" 2>/dev/null || true
+    collector_pid=
+}
+
+# not_installed_yet: no Vigie package or user on this machine.
+not_installed_yet() {
+    for name in vigie-agent vigie-collector; do
+        if dpkg-query -W "$name" >/dev/null 2>&1 || getent passwd "$name" >/dev/null || [ -e "/usr/bin/$name" ]; then
+            fail "$name is already installed or its user exists: not a throwaway machine, install checks skipped"
+            return 1
+        fi
+    done
+}
+
+install_checks() {
+    section "install (dpkg -i, as root)"
+    not_installed_yet || return 0
+
+    # The collector: first install initializes the data directory.
+    dpkg -i "$deb_collector"
+    collector_installed_checks
+    start_collector
 
     # 1. No token: installed, enabled, not enrolled; the shipped configuration checks.
     section "install vigie-agent without a token"
@@ -408,10 +447,58 @@ install_checks() {
     dpkg --purge vigie-agent
     gone vigie-agent
 
-    kill "$collector_pid" 2>/dev/null || true
-    wait "$collector_pid" 2>/dev/null || true
-    collector_pid=
+    stop_collector
     dpkg --purge vigie-collector
+    gone vigie-collector
+    check "no /usr/libexec/vigie or /usr/share/vigie left" bash -c '! [ -e /usr/libexec/vigie ] && ! [ -e /usr/share/vigie ]'
+}
+
+# The .rpm packages installed with Debian's rpm, in a database of their own
+# (--nodeps: this machine's libraries are dpkg's): the scriptlets run for
+# real (%pre creates the user, %post sets up and enrolls, %preun / %postun
+# disable and, with VIGIE_PURGE=1, remove everything).
+rpm_install_checks() {
+    section "install (rpm -i --nodeps, as root, database in a temporary directory)"
+    not_installed_yet || return 0
+    local db=$work/rpmdb
+    mkdir -p "$db"
+    rpm --dbpath "$db" --initdb
+    rpmdo() {
+        rpm --dbpath "$db" --nodeps "$@"
+    }
+
+    rpmdo -i "$rpm_collector"
+    collector_installed_checks
+    # shellcheck disable=SC2016 # expanded by the inner bash
+    check "vigie-collector.rpm: %pre made a system user" bash -c '[ "$(id -u vigie-collector)" -lt 1000 ]'
+    check "vigie-collector.rpm: rpm -V finds the payload intact" rpmdo -V vigie-collector
+    start_collector
+
+    section "install vigie-agent.rpm with VIGIE_ENROLL_TOKEN, VIGIE_COLLECTOR_URL, VIGIE_CA_FILE"
+    VIGIE_ENROLL_TOKEN=$token VIGIE_COLLECTOR_URL=https://127.0.0.1:$port \
+        VIGIE_CA_FILE=/var/lib/vigie-collector/pki/ca.pem rpmdo -i "$rpm_agent"
+    agent_installed_checks
+    check "vigie-agent.rpm: enrolled (identity.json)" test -s /var/lib/vigie-agent/identity.json
+    mode_is /var/lib/vigie-agent/agent.key 600 vigie-agent vigie-agent
+    check "vigie-agent.rpm: vigie-agent check (enrolled)" \
+        bash -c "runuser -u vigie-agent -- /usr/bin/vigie-agent check --config /etc/vigie-agent/agent.toml | grep -q 'enrolled as'"
+    local id_before
+    id_before=$(cat /var/lib/vigie-agent/identity.json)
+    rpmdo -U --replacepkgs "$rpm_agent"
+    check "vigie-agent.rpm: upgrade (rpm -U) keeps the identity" test "$id_before" = "$(cat /var/lib/vigie-agent/identity.json)"
+    check "vigie-agent.rpm: upgrade keeps the edited %config(noreplace)" \
+        grep -qx "url = \"https://127.0.0.1:$port\"" /etc/vigie-agent/agent.toml
+    rpmdo -e vigie-agent
+    check "vigie-agent.rpm: rpm -e keeps the state and the user (no VIGIE_PURGE)" \
+        bash -c 'test -s /var/lib/vigie-agent/identity.json && getent passwd vigie-agent >/dev/null'
+    check "vigie-agent.rpm: rpm -e removes the binary and disables the unit" \
+        bash -c '! [ -e /usr/bin/vigie-agent ] && ! [ -e /etc/systemd/system/multi-user.target.wants/vigie-agent.service ]'
+    rpmdo -i "$rpm_agent"
+    VIGIE_PURGE=1 rpmdo -e vigie-agent
+    gone vigie-agent
+
+    stop_collector
+    VIGIE_PURGE=1 rpmdo -e vigie-collector
     gone vigie-collector
     check "no /usr/libexec/vigie or /usr/share/vigie left" bash -c '! [ -e /usr/libexec/vigie ] && ! [ -e /usr/share/vigie ]'
 }
@@ -423,6 +510,11 @@ if [ "${VIGIE_PACKAGING_INSTALL:-0}" = 1 ]; then
         skip "install checks need dpkg"
     else
         install_checks
+        if have rpm; then
+            rpm_install_checks
+        else
+            skip "rpm install checks: rpm is not installed"
+        fi
     fi
 else
     skip "install checks (set VIGIE_PACKAGING_INSTALL=1, as root, on a throwaway machine)"

@@ -38,6 +38,7 @@ declare -A debian_package=(
     [shellcheck]=shellcheck
     [dpkg-deb]=dpkg
     [readelf]=binutils
+    [objdump]=binutils
     [systemd-analyze]=systemd
 )
 missing=()
