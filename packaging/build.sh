@@ -41,8 +41,9 @@ log() {
 
 ensure_tool() {
     local subcommand=$1 crate=$2
-    if cargo "$subcommand" --version >/dev/null 2>&1; then
-        log "$crate: $(cargo "$subcommand" --version 2>&1 | head -n 1)"
+    # The binary itself: `cargo zigbuild --version` is not an option of zigbuild.
+    if "cargo-$subcommand" --version >/dev/null 2>&1; then
+        log "$crate: $("cargo-$subcommand" --version 2>&1 | head -n 1)"
         return
     fi
     log "installing $crate (cargo install --locked; takes minutes)"
