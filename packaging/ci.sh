@@ -3,18 +3,21 @@
 #
 #   packaging/ci.sh
 #
-# 1. Installs what the checks need when it is missing: lintian, rpm, rpmlint
-#    and shellcheck from Debian's packages (apt-get, as root), cargo-deb and
-#    cargo-generate-rpm from crates.io (packaging/build.sh, ~6 minutes once).
-# 2. Builds both packages with the `package-check` profile: the release
-#    profile's layout and stripping without its optimizations (~4 minutes from
-#    a cold target instead of 11). Releases use packaging/build.sh as is.
-# 3. Runs packaging/check.sh: payloads, scripts, lintian, rpmlint,
-#    `systemd-analyze verify` and the exposure scores; as root, also the
-#    install checks (dpkg -i, enrollment, `vigie-agent check` on the shipped
-#    configuration, purge), which leave nothing behind. They need a machine
-#    without a Vigie package or user: set VIGIE_PACKAGING_INSTALL=0 to skip them
-#    on a machine of your own.
+# 1. Installs what the checks need when it is missing: lintian, rpm, rpmlint,
+#    ShellCheck and binutils from Debian's packages (apt-get, as root);
+#    cargo-deb, cargo-generate-rpm, cargo-zigbuild and zig (packaging/build.sh,
+#    ~8 minutes once).
+# 2. Builds both packages with the `package-check` profile, linked against
+#    glibc 2.28 like a release: the release profile's layout and stripping
+#    without its optimizations (~4 minutes from a cold target instead of 11).
+#    Releases use packaging/build.sh as is.
+# 3. Runs packaging/check.sh: payloads, scripts, the glibc floor, lintian,
+#    rpmlint, `systemd-analyze verify` and the exposure scores; as root, also
+#    the install checks (dpkg -i, enrollment, `vigie-agent check` on the shipped
+#    configuration, purge; then the rpm with Debian's rpm: install, upgrade,
+#    erase), which leave nothing behind. They need a machine without a Vigie
+#    package or user: set VIGIE_PACKAGING_INSTALL=0 to skip them on a machine
+#    of your own.
 #
 # Exits non-zero when a tool cannot be installed or any check fails: CI does
 # not pass on a skipped linter.
