@@ -176,6 +176,28 @@ fn wait_for_log(agent: &Agent, text: &str, timeout: Duration) {
     }
 }
 
+/// Waits until the collector's log satisfies `seen` (it is read from the process's output
+/// by another thread, so a line the collector wrote may arrive a moment later); the log is
+/// shown on timeout.
+fn wait_for_collector_log(collector: &Collector, what: &str, seen: impl Fn(&str) -> bool) {
+    let log = || {
+        collector
+            .proc
+            .as_ref()
+            .map(vigie_e2e::Proc::log_text)
+            .unwrap_or_default()
+    };
+    let start = std::time::Instant::now();
+    while !seen(&log()) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "timed out waiting for {what} in the collector's log:\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn set_cert_days(collector: &mut Collector, days: u32) {
     let path = collector.config_path();
     let text = std::fs::read_to_string(&path).unwrap();
@@ -278,11 +300,9 @@ fn a_running_agent_renews_its_certificate_and_a_revoked_one_is_refused() {
         "this agent has been revoked",
         Duration::from_secs(30),
     );
-    let collector_log = collector.proc.as_ref().unwrap().log_text();
-    assert!(
-        collector_log.contains("request with a revoked certificate refused"),
-        "{collector_log}"
-    );
+    wait_for_collector_log(&collector, "the refused request", |log| {
+        log.contains("request with a revoked certificate refused")
+    });
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(collector.count("renewal").unwrap(), 100, "nothing stored");
     let crl = std::fs::read_to_string(collector.dir.join("pki/crl.pem")).unwrap();
@@ -374,11 +394,9 @@ fn an_expired_certificate_is_refused_and_both_sides_say_so() {
         .body("{\"message\":\"hi\"}\n")
         .send();
     assert!(sent.is_err(), "an expired certificate must be refused");
-    let log = collector.proc.as_ref().unwrap().log_text();
-    assert!(
-        log.contains("TLS handshake refused") && log.to_lowercase().contains("expired"),
-        "{log}"
-    );
+    wait_for_collector_log(&collector, "the refused handshake, saying why", |log| {
+        log.contains("TLS handshake refused") && log.to_lowercase().contains("expired")
+    });
 
     // The agent itself, on that certificate: it says what to do.
     std::fs::write(agent.dir.join("agent.pem"), cert.pem()).unwrap();
