@@ -155,47 +155,44 @@ fn agent_id(agent: &Agent) -> String {
     v["agent_id"].as_str().unwrap().to_owned()
 }
 
-fn agent_log(agent: &Agent) -> String {
-    agent
-        .proc
-        .as_ref()
-        .map(vigie_e2e::Proc::log_text)
-        .unwrap_or_default()
-}
-
-/// Waits until `agent`'s log contains `text`; the log is shown on timeout.
-fn wait_for_log(agent: &Agent, text: &str, timeout: Duration) {
-    let start = std::time::Instant::now();
-    while !agent_log(agent).contains(text) {
-        assert!(
-            start.elapsed() < timeout,
-            "timed out waiting for {text:?} in the agent's log:\n{}",
-            agent_log(agent)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// Waits until the collector's log satisfies `seen` (it is read from the process's output
-/// by another thread, so a line the collector wrote may arrive a moment later); the log is
-/// shown on timeout.
-fn wait_for_collector_log(collector: &Collector, what: &str, seen: impl Fn(&str) -> bool) {
-    let log = || {
-        collector
-            .proc
-            .as_ref()
-            .map(vigie_e2e::Proc::log_text)
-            .unwrap_or_default()
-    };
+/// Waits until the log of `proc` (`whose`: for the message) satisfies `seen`; the log is
+/// shown on timeout. The log is read from the process's output by another thread, so a line
+/// the process wrote before answering may arrive a moment after the answer.
+fn wait_for_proc_log(
+    proc: Option<&vigie_e2e::Proc>,
+    whose: &str,
+    what: &str,
+    seen: impl Fn(&str) -> bool,
+    timeout: Duration,
+) {
+    let log = || proc.map(vigie_e2e::Proc::log_text).unwrap_or_default();
     let start = std::time::Instant::now();
     while !seen(&log()) {
         assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "timed out waiting for {what} in the collector's log:\n{}",
+            start.elapsed() < timeout,
+            "timed out waiting for {what} in the {whose}'s log:\n{}",
             log()
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Waits until `agent`'s log contains `text`.
+fn wait_for_log(agent: &Agent, text: &str, timeout: Duration) {
+    let what = format!("{text:?}");
+    wait_for_proc_log(
+        agent.proc.as_ref(),
+        "agent",
+        &what,
+        |log| log.contains(text),
+        timeout,
+    );
+}
+
+/// Waits until the collector's log satisfies `seen`.
+fn wait_for_collector_log(collector: &Collector, what: &str, seen: impl Fn(&str) -> bool) {
+    let timeout = Duration::from_secs(10);
+    wait_for_proc_log(collector.proc.as_ref(), "collector", what, seen, timeout);
 }
 
 fn set_cert_days(collector: &mut Collector, days: u32) {
