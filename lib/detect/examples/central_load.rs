@@ -8,8 +8,8 @@
 //! folders, Vigie's `rules/sigma` and `rules/correlations` (6 correlations), plus 14
 //! generated correlations (event_count / value_count over the sshd building blocks, grouped
 //! by address, user, pid or port as SOC correlations are) to reach 20, all with Vigie's
-//! mappings. (A value_count grouped by something every event shares, e.g. one host, costs
-//! the window's size per event in rsigma 0.23; `max_group_entries` bounds it.) The events: loghub's
+//! mappings. (rsigma 0.23 alone costs a value_count the window's size per event; Vigie
+//! counts plain value_counts incrementally, see `src/distinct.rs`.) The events: loghub's
 //! OpenSSH and Linux 2k samples parsed with the `linux_auth` parser (as agents ship them),
 //! replayed with timestamps 10 ms apart. Per event: the pack's rules (logsource-routed),
 //! then the correlations (reorder buffer, windows). Prints events/s and what fired.

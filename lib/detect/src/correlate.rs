@@ -36,6 +36,7 @@ use rsigma_eval::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::distinct::{stable_id, Distinct};
 use crate::{DetectError, Rule, RuleSet, SigmaView};
 
 /// Bounds and tolerance of a [`Correlator`].
@@ -139,6 +140,8 @@ struct Snapshot {
 /// Correlation state over a rule pack's correlations.
 pub struct Correlator {
     engine: CorrelationEngine,
+    /// The `value_count` correlations counted here rather than by rsigma (see `distinct`).
+    distinct: Distinct,
     cfg: CorrelatorConfig,
     /// The rule ids and names correlations refer to.
     wanted: std::collections::HashSet<String>,
@@ -164,7 +167,8 @@ impl std::fmt::Debug for Correlator {
         f.debug_struct("Correlator")
             .field("correlations", &self.correlations.len())
             .field("pending", &self.pending.len())
-            .field("states", &self.engine.state_count())
+            .field("states", &self.states())
+            .field("incremental", &self.distinct.len())
             .field("stats", &self.stats)
             .finish()
     }
@@ -173,6 +177,16 @@ impl std::fmt::Debug for Correlator {
 impl Correlator {
     /// The correlations of `rules`, with empty state.
     pub fn new(rules: &RuleSet, cfg: CorrelatorConfig) -> Result<Self, DetectError> {
+        Self::build(rules, cfg, true)
+    }
+
+    /// [`Correlator::new`]; with `incremental` false every correlation goes to rsigma (tests
+    /// compare both).
+    pub(crate) fn build(
+        rules: &RuleSet,
+        cfg: CorrelatorConfig,
+        incremental: bool,
+    ) -> Result<Self, DetectError> {
         let engine_cfg = CorrelationConfig {
             timestamp_fields: vec!["@timestamp".into()],
             timestamp_fallback: TimestampFallback::WallClock,
@@ -190,17 +204,27 @@ impl Correlator {
                 .add_rule(r)
                 .map_err(|e| fail(format!("rule {}: {e}", r.title)))?;
         }
+        let (distinct, taken) = if incremental {
+            Distinct::build(
+                &rules.pipelines,
+                &rules.referenced,
+                &rules.correlations,
+                cfg.max_group_entries,
+                cfg.max_state_entries,
+            )
+        } else {
+            (Distinct::default(), vec![false; rules.correlations.len()])
+        };
         let mut wanted = std::collections::HashSet::new();
         let mut correlations = HashMap::new();
-        for c in &rules.correlations {
-            engine
-                .add_correlation(c)
-                .map_err(|e| fail(format!("correlation {}: {e}", c.title)))?;
+        for (c, taken) in rules.correlations.iter().zip(taken) {
+            if !taken {
+                engine
+                    .add_correlation(c)
+                    .map_err(|e| fail(format!("correlation {}: {e}", c.title)))?;
+            }
             wanted.extend(c.rules.iter().cloned());
-            let id =
-                c.id.clone()
-                    .or_else(|| c.name.clone())
-                    .unwrap_or_else(|| c.title.clone());
+            let id = stable_id(&c.id, &c.name, &c.title);
             let meta = Rule {
                 id: id.clone(),
                 title: c.title.clone(),
@@ -213,6 +237,12 @@ impl Correlator {
             // A chained correlation refers to another by id or name.
             for key in [c.id.clone(), c.name.clone()].into_iter().flatten() {
                 correlations.insert(key, Arc::new(meta.clone()));
+            }
+            // rsigma names the firing of a correlation without an id by its title.
+            if c.id.is_none() {
+                correlations
+                    .entry(c.title.clone())
+                    .or_insert_with(|| Arc::new(meta.clone()));
             }
             correlations.insert(id, Arc::new(meta));
         }
@@ -230,6 +260,7 @@ impl Correlator {
         }
         Ok(Correlator {
             engine,
+            distinct,
             cfg,
             wanted,
             rules: known,
@@ -394,6 +425,26 @@ impl Correlator {
                 at_secs: p.ts,
             });
         }
+        if self.distinct.is_empty() {
+            return;
+        }
+        let mut hits = Vec::new();
+        for id in &p.rules {
+            self.stats.state_evicted += self.distinct.feed(&view, id, p.ts, &mut hits);
+        }
+        for h in hits {
+            let Some(rule) = self.correlations.get(&h.id).cloned() else {
+                continue;
+            };
+            self.stats.fired += 1;
+            out.push(CorrelationHit {
+                rule,
+                group: h.group,
+                value: h.value,
+                timespan_secs: h.timespan_secs,
+                at_secs: p.ts,
+            });
+        }
     }
 
     /// Events waiting for the watermark.
@@ -403,7 +454,13 @@ impl Correlator {
 
     /// Window states held.
     pub fn states(&self) -> usize {
-        self.engine.state_count()
+        self.engine.state_count() + self.distinct.windows()
+    }
+
+    /// How many correlations are counted incrementally here rather than by rsigma.
+    #[cfg(test)]
+    pub(crate) fn incremental(&self) -> usize {
+        self.distinct.len()
     }
 
     /// The counters.
@@ -413,8 +470,10 @@ impl Correlator {
 
     /// The state, as JSON, for [`Correlator::restore`] after a restart.
     pub fn snapshot(&self) -> Result<String, DetectError> {
+        let mut engine = self.engine.export_state();
+        self.distinct.export(&mut engine.windows);
         let snap = Snapshot {
-            engine: self.engine.export_state(),
+            engine,
             pending: self.pending.values().cloned().collect(),
             fed_until: self.fed_until.clone(),
             newest: self.newest,
@@ -433,7 +492,10 @@ impl Correlator {
             serde_json::from_str(snapshot).map_err(|e| DetectError::Correlation {
                 reason: format!("the saved correlation state does not read: {e}"),
             })?;
-        if !self.engine.import_state(snap.engine) {
+        let mut engine = snap.engine;
+        self.distinct.import(&mut engine.windows);
+        if !self.engine.import_state(engine) {
+            self.distinct.clear();
             return Err(DetectError::Correlation {
                 reason: "the saved correlation state has an incompatible version".into(),
             });

@@ -48,6 +48,7 @@ use sha2::{Digest, Sha256};
 use vigie_event::Event;
 
 mod correlate;
+mod distinct;
 mod event;
 mod load;
 mod mapping;

@@ -459,3 +459,24 @@ fn sources_load_like_files_of_the_same_names() {
     assert_eq!(from_sources.correlations().len(), 1);
     assert_eq!(from_files.version(), from_sources.version());
 }
+
+#[test]
+fn a_correlation_with_a_name_and_no_id_fires() {
+    // rsigma reports such a firing under the correlation's title (a bug until 2026-11-27:
+    // the hit was dropped, so the correlation never alerted).
+    let set = pack(&BRUTE.replace("id: ssh-brute", "name: ssh_brute_by_name"));
+    let mut c = correlator(&set, 0);
+    let mut hits = Vec::new();
+    for i in 0..3 {
+        let t = T0 + i;
+        hits.extend(feed(
+            &set,
+            &mut c,
+            &event("ssh_failed", "203.0.113.9", "root", t),
+            t,
+        ));
+    }
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert_eq!(hits[0].rule.id, "ssh_brute_by_name");
+    assert_eq!(hits[0].value, 3.0);
+}
