@@ -36,7 +36,7 @@ use rsigma_eval::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::distinct::{stable_id, Distinct};
+use crate::distinct::{fields_read, stable_id, Distinct};
 use crate::{DetectError, Rule, RuleSet, SigmaView};
 
 /// Bounds and tolerance of a [`Correlator`].
@@ -150,6 +150,9 @@ pub struct Correlator {
     /// Correlation metadata by stable id.
     correlations: HashMap<String, Arc<Rule>>,
     fallbacks: HashMap<String, Vec<String>>,
+    /// The top-level keys of an event that correlations read: a buffered event keeps only
+    /// those (`None`: all).
+    keep: Option<std::collections::HashSet<String>>,
     /// Reorder buffer, by (time, arrival).
     pending: BTreeMap<(i64, u64), Pending>,
     /// (wall-clock arrival, event time) of the buffered events, in arrival order.
@@ -266,6 +269,7 @@ impl Correlator {
             rules: known,
             correlations,
             fallbacks: rules.fallbacks.clone(),
+            keep: fields_read(&rules.pipelines, &rules.correlations, &rules.fallbacks),
             pending: BTreeMap::new(),
             arrivals: std::collections::VecDeque::new(),
             seq: 0,
@@ -323,7 +327,7 @@ impl Correlator {
                 arrived: now_secs,
                 source,
                 rules,
-                event: event.clone(),
+                event: self.project(event),
             },
         );
         self.arrivals.push_back((now_secs, ts_secs));
@@ -335,6 +339,18 @@ impl Correlator {
             }
         }
         out
+    }
+
+    /// The part of `event` correlations read: buffered events stay small.
+    fn project(&self, event: &Map<String, Value>) -> Map<String, Value> {
+        match &self.keep {
+            None => event.clone(),
+            Some(keys) => event
+                .iter()
+                .filter(|(k, _)| keys.contains(k.as_str()))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }
     }
 
     /// Feeds every buffered event the watermark has passed: event times up to

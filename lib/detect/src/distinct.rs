@@ -24,7 +24,8 @@ use rsigma_eval::correlation::compile_correlation;
 use rsigma_eval::event::EventValue;
 use rsigma_eval::pipeline::apply_pipelines_to_correlation;
 use rsigma_eval::{
-    CompiledCorrelation, CorrelationAction, Event as _, GroupKey, Pipeline, WindowState,
+    CompiledCorrelation, CorrelationAction, Event as _, GroupByField, GroupKey, Pipeline,
+    WindowState,
 };
 use rsigma_parser::{CorrelationRule, CorrelationType, SigmaRule, WindowMode};
 
@@ -293,12 +294,52 @@ impl Distinct {
 }
 
 /// Compiles a correlation as rsigma's engine does (pipelines first).
-fn compile(pipelines: &[Pipeline], c: &CorrelationRule) -> Option<CompiledCorrelation> {
+pub(crate) fn compile(pipelines: &[Pipeline], c: &CorrelationRule) -> Option<CompiledCorrelation> {
     let mut c = c.clone();
     if !pipelines.is_empty() {
         apply_pipelines_to_correlation(pipelines, &mut c).ok()?;
     }
     compile_correlation(&c).ok()
+}
+
+/// The top-level keys of an event that correlations can read (group-by fields with their
+/// aliases, counted fields, and the Sigma names a missing ECS field falls back to), or `None`
+/// when a correlation does not compile here (then events are kept whole).
+pub(crate) fn fields_read(
+    pipelines: &[Pipeline],
+    corrs: &[CorrelationRule],
+    fallbacks: &HashMap<String, Vec<String>>,
+) -> Option<HashSet<String>> {
+    let mut paths: Vec<String> = Vec::new();
+    for c in corrs {
+        let compiled = compile(pipelines, c)?;
+        for g in &compiled.group_by {
+            match g {
+                GroupByField::Direct(f) => paths.push(f.clone()),
+                GroupByField::Aliased { alias, mapping } => {
+                    paths.push(alias.clone());
+                    paths.extend(mapping.values().cloned());
+                }
+            }
+        }
+        paths.extend(compiled.condition.field.iter().flatten().cloned());
+    }
+    let extra: Vec<String> = paths
+        .iter()
+        .filter_map(|p| fallbacks.get(p))
+        .flatten()
+        .cloned()
+        .collect();
+    paths.extend(extra);
+    let mut keys = HashSet::new();
+    for p in paths {
+        // A dotted path is read as a flat key first, then from its root object down.
+        if let Some((root, _)) = p.split_once('.') {
+            keys.insert(root.to_owned());
+        }
+        keys.insert(p);
+    }
+    Some(keys)
 }
 
 /// Drops expired windows, then the stalest down to 90% of the cap; returns how many went.

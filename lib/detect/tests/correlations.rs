@@ -480,3 +480,52 @@ fn a_correlation_with_a_name_and_no_id_fires() {
     assert_eq!(hits[0].rule.id, "ssh_brute_by_name");
     assert_eq!(hits[0].value, 3.0);
 }
+
+#[test]
+fn aliases_group_events_whose_fields_differ_by_rule() {
+    let set = pack(
+        r#"
+title: Web login
+id: web-login
+name: web_login
+logsource: {category: webserver}
+detection:
+  sel: {event.action: web_login}
+  condition: sel
+level: low
+---
+title: Same address on SSH and the web portal
+id: alias-pair
+correlation:
+  type: temporal
+  rules: [ssh_failed, web_login]
+  group-by: [ip]
+  aliases:
+    ip:
+      ssh_failed: source.ip
+      web_login: client.address
+  timespan: 5m
+level: high
+"#,
+    );
+    let mut c = correlator(&set, 0);
+    let web = |ip: &str, t: i64| {
+        let ts = chrono::DateTime::from_timestamp(t, 0).unwrap().to_rfc3339();
+        json!({"@timestamp": ts, "event": {"action": "web_login"},
+               "client": {"address": ip}, "message": "POST /login 200"})
+        .as_object()
+        .unwrap()
+        .clone()
+    };
+    let ssh = event("ssh_failed", "203.0.113.9", "root", T0);
+    assert!(feed(&set, &mut c, &ssh, T0).is_empty());
+    // Another address on the portal: no pair.
+    assert!(feed(&set, &mut c, &web("198.51.100.7", T0 + 10), T0 + 10).is_empty());
+    let hits = feed(&set, &mut c, &web("203.0.113.9", T0 + 20), T0 + 20);
+    assert_eq!(hits.len(), 1, "{hits:?}");
+    assert_eq!(hits[0].rule.id, "alias-pair");
+    assert_eq!(
+        hits[0].group,
+        vec![("ip".to_owned(), "203.0.113.9".to_owned())]
+    );
+}
