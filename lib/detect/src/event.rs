@@ -6,9 +6,13 @@
 //! - Keyword rules (a detection that is a plain list of strings) search the event's `message`
 //!   and `event.original`, as the contract says; an event that has neither (raw JSON
 //!   from an unmapped source) is searched in all its string values, so it still matches.
+//! - Each field is resolved once per view: hundreds of rules ask for the same few fields
+//!   (`process.executable`, `type`...), and a lookup walks B-tree maps and the fallbacks.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 
 use rsigma_eval::event::{Event as SigmaEvent, EventValue};
 use serde_json::{Map, Value};
@@ -17,21 +21,32 @@ use vigie_event::Event;
 /// Nesting deeper than this is not searched by keywords (a hostile event cannot recurse us).
 const MAX_DEPTH: usize = 32;
 
+/// Field paths up to this length are remembered by [`SigmaView`] (longer ones, rare, are
+/// resolved at each lookup).
+const CACHED_PATH_BYTES: usize = 48;
+
+/// A resolved field: its path (inline, so remembering it allocates nothing) and its value.
+#[derive(Debug, Clone)]
+struct Resolved<'a> {
+    path: [u8; CACHED_PATH_BYTES],
+    len: usize,
+    value: Option<EventValue<'a>>,
+}
+
 /// A borrowed view of an [`Event`] for the Sigma engine.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct SigmaView<'a> {
     map: &'a Map<String, Value>,
     /// ECS name -> the Sigma names mapped to it, tried when the ECS field is absent.
     fallbacks: Option<&'a HashMap<String, Vec<String>>>,
+    /// Fields resolved so far, by the hash of their path.
+    resolved: RefCell<HashMap<u64, Resolved<'a>, rustc_hash::FxBuildHasher>>,
 }
 
 impl<'a> SigmaView<'a> {
     /// Views `event` for evaluation; nothing is copied.
     pub fn new(event: &'a Event) -> Self {
-        Self {
-            map: event.as_map(),
-            fallbacks: None,
-        }
+        Self::from_map(event.as_map())
     }
 
     /// Also looks a missing mapped field up under its original Sigma names.
@@ -78,7 +93,19 @@ impl<'a> SigmaView<'a> {
         Self {
             map,
             fallbacks: None,
+            resolved: RefCell::default(),
         }
+    }
+
+    /// The field at `path`, under a fallback name when the ECS field is absent.
+    fn resolve(&self, path: &str) -> Option<EventValue<'a>> {
+        if let Some(v) = self.lookup(path) {
+            return Some(v);
+        }
+        self.fallbacks?
+            .get(path)?
+            .iter()
+            .find_map(|name| self.lookup(name))
     }
 
     /// The fields keyword rules search, when the event has them.
@@ -98,13 +125,29 @@ impl<'a> SigmaView<'a> {
 
 impl SigmaEvent for SigmaView<'_> {
     fn get_field(&self, path: &str) -> Option<EventValue<'_>> {
-        if let Some(v) = self.lookup(path) {
-            return Some(v);
+        if path.len() > CACHED_PATH_BYTES {
+            return self.resolve(path);
         }
-        self.fallbacks?
-            .get(path)?
-            .iter()
-            .find_map(|name| self.lookup(name))
+        let hash = rustc_hash::FxBuildHasher.hash_one(path);
+        if let Some(known) = self.resolved.borrow().get(&hash) {
+            if &known.path[..known.len] == path.as_bytes() {
+                return known.value.clone();
+            }
+            // Two paths with one hash: the first keeps the slot.
+            return self.resolve(path);
+        }
+        let value = self.resolve(path);
+        let mut inline = [0u8; CACHED_PATH_BYTES];
+        inline[..path.len()].copy_from_slice(path.as_bytes());
+        self.resolved.borrow_mut().insert(
+            hash,
+            Resolved {
+                path: inline,
+                len: path.len(),
+                value: value.clone(),
+            },
+        );
+        value
     }
 
     fn any_string_value(&self, pred: &dyn Fn(&str) -> bool) -> bool {
