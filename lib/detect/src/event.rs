@@ -10,7 +10,7 @@
 //!   (`process.executable`, `type`...), and a lookup walks B-tree maps and the fallbacks.
 
 use std::borrow::Cow;
-use std::cell::RefCell;
+use std::cell::{OnceCell, RefCell};
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 
@@ -41,6 +41,8 @@ pub struct SigmaView<'a> {
     fallbacks: Option<&'a HashMap<String, Vec<String>>>,
     /// Fields resolved so far, by the hash of their path.
     resolved: RefCell<HashMap<u64, Resolved<'a>, rustc_hash::FxBuildHasher>>,
+    /// `message` and `event.original`, once looked up (every keyword rule searches them).
+    keyword_fields: OnceCell<[Option<&'a str>; 2]>,
 }
 
 impl<'a> SigmaView<'a> {
@@ -94,6 +96,7 @@ impl<'a> SigmaView<'a> {
             map,
             fallbacks: None,
             resolved: RefCell::default(),
+            keyword_fields: OnceCell::new(),
         }
     }
 
@@ -110,17 +113,23 @@ impl<'a> SigmaView<'a> {
 
     /// The fields keyword rules search, when the event has them.
     fn keyword_fields(&self) -> [Option<&'a str>; 2] {
-        let message = self.map.get("message").and_then(Value::as_str);
-        let original = match self.map.get("event.original") {
-            Some(Value::String(s)) => Some(s.as_str()),
-            _ => self
-                .map
-                .get("event")
-                .and_then(|e| e.get("original"))
-                .and_then(Value::as_str),
-        };
-        [message, original]
+        *self
+            .keyword_fields
+            .get_or_init(|| keyword_fields_of(self.map))
     }
+}
+
+/// `message` and `event.original` (flat or nested) of an event, when they are strings.
+fn keyword_fields_of(map: &Map<String, Value>) -> [Option<&str>; 2] {
+    let message = map.get("message").and_then(Value::as_str);
+    let original = match map.get("event.original") {
+        Some(Value::String(s)) => Some(s.as_str()),
+        _ => map
+            .get("event")
+            .and_then(|e| e.get("original"))
+            .and_then(Value::as_str),
+    };
+    [message, original]
 }
 
 impl SigmaEvent for SigmaView<'_> {
