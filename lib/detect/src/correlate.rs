@@ -18,10 +18,11 @@
 //!   log of one agent, one intake) is counted in [`CorrelatorStats::late_dropped`] and left
 //!   out. Sources are ordered each on its own: an agent replaying yesterday's file, or a
 //!   SaaS feed running minutes behind, does not make every other source late.
-//! - **Bounded.** The reorder buffer holds at most `max_pending` events (beyond, the oldest is
-//!   fed at once); window state holds at most `max_state_entries` groups across all
-//!   correlations (beyond, the stalest groups are evicted and counted) and `max_group_entries`
-//!   entries per group.
+//! - **Bounded.** The reorder buffer holds at most `max_pending` events, each reduced to the
+//!   fields correlations read (beyond, the oldest is fed at once); window state holds at most
+//!   `max_state_entries` groups across the correlations rsigma counts, and as many across the
+//!   `value_count` windows counted incrementally (`distinct`) (beyond, the stalest groups are
+//!   evicted and counted), and `max_group_entries` entries per group.
 //! - **Restartable.** [`Correlator::snapshot`] serializes the window state and the reorder
 //!   buffer; [`Correlator::restore`] takes it back, even after the pack changed (state is keyed
 //!   by correlation id; correlations no longer in the pack are forgotten).
@@ -46,7 +47,8 @@ pub struct CorrelatorConfig {
     pub lateness_secs: u64,
     /// Events waiting in the reorder buffer, at most.
     pub max_pending: usize,
-    /// Window states (one per correlation and group) kept, at most.
+    /// Window states (one per correlation and group) kept, at most: by rsigma, and apart by
+    /// the incremental `value_count` windows.
     pub max_state_entries: usize,
     /// Entries (events, values) kept per window state, at most.
     pub max_group_entries: usize,
