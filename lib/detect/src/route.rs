@@ -8,7 +8,7 @@
 //! logsource, keeps an event from ever touching the candidate indexes of other sources.
 
 use rsigma_eval::{Engine, EvaluationResult, Pipeline};
-use rsigma_parser::{FilterRule, LogSource, SigmaRule};
+use rsigma_parser::{Detection, FilterRule, LogSource, SigmaRule};
 
 use crate::event::SigmaView;
 
@@ -82,8 +82,10 @@ impl Router {
         // Compiling (regexes, the candidate indexes' automata) is most of a pack's load time;
         // groups are independent, so they compile on every core.
         let mut work: Vec<(&mut Group, &Vec<usize>)> = groups.iter_mut().zip(&members).collect();
-        // Largest groups first (popped from the end), each thread taking the next one.
-        work.sort_by_key(|(_, idx)| idx.len());
+        // Heaviest groups first (popped from the end), each thread taking the next one. The
+        // weight is the number of values, not of rules: ten rules listing thousands of driver
+        // hashes cost as much to compile as a thousand ordinary ones.
+        work.sort_by_cached_key(|(_, idx)| idx.iter().map(|&i| weight(rules[i])).sum::<usize>());
         let threads = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .clamp(1, 8);
@@ -137,6 +139,20 @@ impl Router {
     pub(crate) fn groups(&self) -> usize {
         self.groups.len()
     }
+}
+
+/// How much a rule costs to compile, roughly: its detection values.
+fn weight(rule: &SigmaRule) -> usize {
+    fn of(d: &Detection) -> usize {
+        match d {
+            Detection::AllOf(items) => items.iter().map(|i| i.values.len().max(1)).sum(),
+            Detection::AnyOf(ds) | Detection::And(ds) => ds.iter().map(of).sum(),
+            Detection::Keywords(values) => values.len().max(1),
+            Detection::ArrayMatch { body, .. } => of(body),
+            Detection::Conditional { named, .. } => named.values().map(of).sum(),
+        }
+    }
+    1 + rule.detection.named.values().map(of).sum::<usize>()
 }
 
 impl Group {
