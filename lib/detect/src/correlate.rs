@@ -142,6 +142,8 @@ struct Snapshot {
 /// Correlation state over a rule pack's correlations.
 pub struct Correlator {
     engine: CorrelationEngine,
+    /// The id rsigma is given for a detection, when not the rule's key (see `new`).
+    engine_ids: HashMap<String, String>,
     /// The `value_count` correlations counted here rather than by rsigma (see `distinct`).
     distinct: Distinct,
     cfg: CorrelatorConfig,
@@ -253,8 +255,14 @@ impl Correlator {
         }
         // Referenced rules are also known by name; detections are fed by id.
         let mut known: HashMap<String, Arc<Rule>> = HashMap::new();
+        let mut engine_ids = HashMap::new();
         for r in &rules.referenced {
             let key = r.id.clone().unwrap_or_else(|| r.title.clone());
+            // rsigma finds a detection's correlations by the id it carries, and a rule
+            // without an id has none to match: give it the name correlations refer to.
+            if let (None, Some(name)) = (&r.id, &r.name) {
+                engine_ids.insert(key.clone(), name.clone());
+            }
             wanted.insert(key.clone());
             if let Some(meta) = rules.rule(&key) {
                 known.insert(key, meta.clone());
@@ -265,6 +273,7 @@ impl Correlator {
         }
         Ok(Correlator {
             engine,
+            engine_ids,
             distinct,
             cfg,
             wanted,
@@ -403,7 +412,10 @@ impl Correlator {
                 EvaluationResult {
                     header: RuleHeader {
                         rule_title: meta.map_or_else(|| id.clone(), |m| m.title.clone()),
-                        rule_id: Some(meta.map_or_else(|| id.clone(), |m| m.id.clone())),
+                        rule_id: Some(match self.engine_ids.get(id) {
+                            Some(engine_id) => engine_id.clone(),
+                            None => meta.map_or_else(|| id.clone(), |m| m.id.clone()),
+                        }),
                         level: None,
                         tags: Vec::new(),
                         custom_attributes: Arc::default(),

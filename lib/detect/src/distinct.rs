@@ -444,6 +444,34 @@ correlation:
   condition: {lte: 2, field: source.ip}
 level: low
 ---
+title: Sudo failure, a rule with a name and no id
+name: sudo_failed
+logsource: {product: linux, service: sudo}
+detection:
+  sel: {event.action: sudo_failed}
+  condition: sel
+level: low
+---
+title: Users failing sudo on one host
+id: sudo-users
+correlation:
+  type: value_count
+  rules: [sudo_failed]
+  group-by: [host.name]
+  timespan: 60s
+  condition: {gte: 2, field: user.name}
+level: medium
+---
+title: Sudo failures per host
+id: sudo-burst
+correlation:
+  type: event_count
+  rules: [sudo_failed]
+  group-by: [host.name]
+  timespan: 60s
+  condition: {gte: 3}
+level: medium
+---
 title: Failures per address
 id: brute
 correlation:
@@ -476,7 +504,8 @@ level: high
         (0..n)
             .map(|_| {
                 t += rng.next(12) as i64;
-                let action = if rng.next(4) == 0 { "ssh_accepted" } else { "ssh_failed" };
+                let action = ["ssh_accepted", "ssh_failed", "ssh_failed", "sudo_failed"]
+                    [rng.next(4) as usize];
                 let ts = chrono::DateTime::from_timestamp(t, 0).unwrap().to_rfc3339();
                 let mut ev = json!({"@timestamp": ts, "event": {"action": action},
                     "source": {"ip": format!("203.0.113.{}", rng.next(3)), "port": 40000 + rng.next(3)},
@@ -518,7 +547,7 @@ level: high
     fn pair(set: &RuleSet, cfg: CorrelatorConfig) -> (Correlator, Correlator) {
         let fast = Correlator::build(set, cfg, true).unwrap();
         let slow = Correlator::build(set, cfg, false).unwrap();
-        assert_eq!(fast.incremental(), 3, "the three value_counts are taken");
+        assert_eq!(fast.incremental(), 4, "the four value_counts are taken");
         assert_eq!(slow.incremental(), 0);
         (fast, slow)
     }
@@ -537,15 +566,34 @@ level: high
             for seed in 1..=5 {
                 let (mut fast, mut slow) = pair(&set, cfg);
                 let mut fired = 0;
+                let mut which = std::collections::BTreeSet::new();
                 for (i, (t, ev)) in stream(seed, 600).iter().enumerate() {
                     let (a, b) = (feed(&set, &mut fast, *t, ev), feed(&set, &mut slow, *t, ev));
                     assert_eq!(a, b, "seed {seed}, event {i}, cap {max_group_entries}");
                     fired += a.len();
+                    which.extend(
+                        a.iter()
+                            .filter_map(|h| h.split(' ').next().map(String::from)),
+                    );
                 }
                 assert!(
                     fired > 50,
                     "the stream makes the correlations fire ({fired})"
                 );
+                // Each correlation fires, those on the rule known only by its name included.
+                for id in [
+                    "spray",
+                    "pairs",
+                    "few_addresses",
+                    "sudo-users",
+                    "sudo-burst",
+                    "brute",
+                ] {
+                    assert!(
+                        which.contains(id),
+                        "seed {seed}: {id} never fired: {which:?}"
+                    );
+                }
                 assert_eq!(fast.states(), slow.states());
                 assert_eq!(fast.stats(), slow.stats());
             }
