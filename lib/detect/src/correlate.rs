@@ -37,7 +37,7 @@ use rsigma_eval::{
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::distinct::{fields_read, stable_id, Distinct};
+use crate::distinct::{fields_read, stable_id, Distinct, Fired};
 use crate::{DetectError, Rule, RuleSet, SigmaView};
 
 /// Bounds and tolerance of a [`Correlator`].
@@ -438,31 +438,23 @@ impl Correlator {
             let after = self.engine.state_count();
             self.stats.state_evicted += (before + 1).saturating_sub(after) as u64;
         }
-        for r in results {
-            let ResultBody::Correlation(body) = &r.body else {
-                continue;
-            };
-            let key = r.header.rule_id.clone().unwrap_or(r.header.rule_title);
-            let Some(rule) = self.correlations.get(&key).cloned() else {
-                continue;
-            };
-            self.stats.fired += 1;
-            out.push(CorrelationHit {
-                rule,
-                group: body.group_key.clone(),
-                value: body.aggregated_value,
-                timespan_secs: body.timespan_secs,
-                at_secs: p.ts,
-            });
-        }
-        if self.distinct.is_empty() {
-            return;
-        }
-        let mut hits = Vec::new();
+        // What fired, from rsigma and from the incremental value_counts, as one list.
+        let mut fired: Vec<Fired> = results
+            .into_iter()
+            .filter_map(|r| match r.body {
+                ResultBody::Correlation(body) => Some(Fired {
+                    id: r.header.rule_id.unwrap_or(r.header.rule_title),
+                    group: body.group_key,
+                    value: body.aggregated_value,
+                    timespan_secs: body.timespan_secs,
+                }),
+                _ => None,
+            })
+            .collect();
         for id in &p.rules {
-            self.stats.state_evicted += self.distinct.feed(&view, id, p.ts, &mut hits);
+            self.stats.state_evicted += self.distinct.feed(&view, id, p.ts, &mut fired);
         }
-        for h in hits {
+        for h in fired {
             let Some(rule) = self.correlations.get(&h.id).cloned() else {
                 continue;
             };

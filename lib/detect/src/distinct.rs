@@ -99,10 +99,10 @@ impl Window {
     }
 }
 
-/// A `value_count` correlation that fired.
+/// A correlation that fired (here, or in rsigma: the Correlator handles both alike).
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct DistinctHit {
-    /// The correlation's stable id (its id, else its name, else its title).
+pub(crate) struct Fired {
+    /// The correlation as the Correlator knows it: its id, else its name, else its title.
     pub id: String,
     pub group: Vec<(String, String)>,
     pub value: f64,
@@ -210,10 +210,6 @@ impl Distinct {
             && c.condition.field.as_ref().is_some_and(|f| !f.is_empty())
     }
 
-    pub(crate) fn is_empty(&self) -> bool {
-        self.corrs.is_empty()
-    }
-
     /// Correlations taken.
     pub(crate) fn len(&self) -> usize {
         self.corrs.len()
@@ -236,7 +232,7 @@ impl Distinct {
         view: &SigmaView<'_>,
         rule: &str,
         ts: i64,
-        out: &mut Vec<DistinctHit>,
+        out: &mut Vec<Fired>,
     ) -> u64 {
         let Some((refs, indices)) = self.by_rule.get(rule) else {
             return 0;
@@ -260,7 +256,7 @@ impl Distinct {
             window.truncate(corr.max_group_entries.unwrap_or(self.max_group_entries));
             let value = window.counts.len() as f64;
             if corr.condition.check(value) {
-                out.push(DistinctHit {
+                out.push(Fired {
                     id: self.ids[i].clone(),
                     group: key.1.to_pairs(&corr.group_by),
                     value,
