@@ -20,6 +20,49 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
 
+/// The `Environment=` assignments of the packaged systemd unit of `bin_name`
+/// (`systemd/<bin_name>.service`; none when there is no such unit), so that
+/// tests and benchmarks run a daemon the way the package does, e.g. with
+/// the agent's glibc malloc tunables.
+pub fn unit_environment(bin_name: &str) -> Vec<(String, String)> {
+    let unit = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../systemd")
+        .join(format!("{bin_name}.service"));
+    std::fs::read_to_string(unit)
+        .map(|text| parse_unit_environment(&text))
+        .unwrap_or_default()
+}
+
+/// `KEY=VALUE` pairs of the `Environment=` lines of a unit file (several
+/// per line, separated by spaces, each possibly in double quotes).
+fn parse_unit_environment(text: &str) -> Vec<(String, String)> {
+    let mut words = Vec::new();
+    for line in text.lines() {
+        let Some(rest) = line.trim().strip_prefix("Environment=") else {
+            continue;
+        };
+        let (mut word, mut quoted) = (String::new(), false);
+        for c in rest.chars().chain([' ']) {
+            match c {
+                '"' => quoted = !quoted,
+                c if c.is_whitespace() && !quoted => {
+                    if !word.is_empty() {
+                        words.push(std::mem::take(&mut word));
+                    }
+                }
+                c => word.push(c),
+            }
+        }
+    }
+    words
+        .into_iter()
+        .filter_map(|kv| {
+            let (k, v) = kv.split_once('=')?;
+            Some((k.to_owned(), v.to_owned()))
+        })
+        .collect()
+}
+
 /// Where the binaries are. The first call in a test process runs
 /// `cargo build` for the binaries (a no-op when they are up to date):
 /// `cargo test` does not rebuild them, and a stale binary would be tested
@@ -111,6 +154,7 @@ impl Proc {
         let err = std::fs::File::create(&log)?;
         let child = Command::new(bin(bin_name))
             .args(args)
+            .envs(unit_environment(bin_name))
             .env("VIGIE_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -526,4 +570,29 @@ pub fn body_text(r: reqwest::blocking::Response) -> String {
 pub fn shared_data() -> Option<PathBuf> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data");
     p.is_dir().then_some(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unit_environment_reads_every_assignment() {
+        let text = "[Service]\nEnvironment=A=1 \"B=two words\"\n  Environment=C=x=y\nExecStart=/bin/true\n";
+        let got = parse_unit_environment(text);
+        let want = [("A", "1"), ("B", "two words"), ("C", "x=y")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn the_agent_runs_with_the_units_malloc_tunables() {
+        let env = unit_environment("vigie-agent");
+        let tunables = env.iter().find(|(k, _)| k == "GLIBC_TUNABLES");
+        assert!(
+            tunables.is_some_and(|(_, v)| v.contains("glibc.malloc.mmap_threshold=")),
+            "systemd/vigie-agent.service sets no malloc tunables: {env:?}"
+        );
+        assert!(unit_environment("no-such-daemon").is_empty());
+    }
 }

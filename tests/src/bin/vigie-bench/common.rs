@@ -30,10 +30,16 @@ pub fn machine() -> String {
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let mem_kib = field_kib(&meminfo, "MemTotal:").unwrap_or(0);
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    // The agent runs with its unit's environment (vigie_e2e::unit_environment), as packaged.
+    let agent_env: Vec<String> = vigie_e2e::unit_environment("vigie-agent")
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
     format!(
-        "machine: nproc={nproc} model=\"{model}\" mem={:.1} GiB kernel={}",
+        "machine: nproc={nproc} model=\"{model}\" mem={:.1} GiB kernel={}\nagent environment (systemd/vigie-agent.service): {}",
         mem_kib as f64 / 1048576.0,
-        kernel.trim()
+        kernel.trim(),
+        agent_env.join(" ")
     )
 }
 
