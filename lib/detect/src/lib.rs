@@ -50,6 +50,7 @@ use vigie_event::Event;
 mod correlate;
 mod distinct;
 mod event;
+mod gate;
 mod load;
 mod mapping;
 mod rewrite;

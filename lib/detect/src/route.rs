@@ -6,11 +6,15 @@
 //!
 //! Choosing groups up front, instead of asking one engine to check each candidate rule's
 //! logsource, keeps an event from ever touching the candidate indexes of other sources.
+//!
+//! A rule that can only match through its keywords (see [`crate::gate`]) gets a group of its
+//! own, evaluated only when the keyword gate opens it.
 
 use rsigma_eval::{Engine, EvaluationResult, Pipeline};
 use rsigma_parser::{Detection, FilterRule, LogSource, SigmaRule};
 
 use crate::event::SigmaView;
+use crate::gate::{self, Gate};
 
 /// One logsource's rules.
 struct Group {
@@ -18,6 +22,8 @@ struct Group {
     category: Option<String>,
     service: Option<String>,
     engine: Engine,
+    /// Evaluated only when the gate opens it (one keyword-gated rule).
+    gated: bool,
 }
 
 /// An event's tags, lowercased.
@@ -37,6 +43,7 @@ impl Tags {
 /// The rules, grouped by logsource.
 pub(crate) struct Router {
     groups: Vec<Group>,
+    gate: Option<Gate>,
 }
 
 fn lower(v: &Option<String>) -> Option<String> {
@@ -58,27 +65,39 @@ impl Router {
     ) -> (Self, Vec<(usize, String)>) {
         let mut groups: Vec<Group> = Vec::new();
         let mut members: Vec<Vec<usize>> = Vec::new();
+        let mut gated = Vec::new();
+        let new_group = |product, category, service, gated| {
+            let mut engine = Engine::new();
+            for p in pipelines {
+                engine.add_pipeline(p.clone());
+            }
+            Group {
+                product,
+                category,
+                service,
+                engine,
+                gated,
+            }
+        };
         for (i, rule) in rules.iter().enumerate() {
             let (product, category, service) = key(&rule.logsource);
+            if let Some(needles) = gate::needles(rule) {
+                gated.push((groups.len(), needles));
+                groups.push(new_group(product, category, service, true));
+                members.push(vec![i]);
+                continue;
+            }
             let at = groups.iter().position(|g| {
-                g.product == product && g.category == category && g.service == service
+                !g.gated && g.product == product && g.category == category && g.service == service
             });
             let at = at.unwrap_or_else(|| {
-                let mut engine = Engine::new();
-                for p in pipelines {
-                    engine.add_pipeline(p.clone());
-                }
-                groups.push(Group {
-                    product,
-                    category,
-                    service,
-                    engine,
-                });
+                groups.push(new_group(product, category, service, false));
                 members.push(Vec::new());
                 groups.len() - 1
             });
             members[at].push(i);
         }
+        let gate = Gate::build(&gated);
         // Compiling (regexes, the candidate indexes' automata) is most of a pack's load time;
         // groups are independent, so they compile on every core.
         let mut work: Vec<(&mut Group, &Vec<usize>)> = groups.iter_mut().zip(&members).collect();
@@ -113,7 +132,7 @@ impl Router {
             })
         };
         errors.sort_by_key(|e| e.0);
-        (Router { groups }, errors)
+        (Router { groups, gate }, errors)
     }
 
     /// Applies a filter to the rules it names, in every group.
@@ -127,17 +146,30 @@ impl Router {
     /// The detections of every group `tags` satisfies.
     pub(crate) fn evaluate(&self, view: &SigmaView<'_>, tags: &Tags) -> Vec<EvaluationResult> {
         let mut out = Vec::new();
-        for g in &self.groups {
-            if tags.is_empty() || g.accepts(tags) {
-                out.extend(g.engine.evaluate(view));
+        // The gated groups the event's keyword fields open, looked for once, when needed.
+        let mut open: Option<Vec<usize>> = None;
+        for (i, g) in self.groups.iter().enumerate() {
+            if !(tags.is_empty() || g.accepts(tags)) {
+                continue;
             }
+            if g.gated {
+                let open = open.get_or_insert_with(|| {
+                    self.gate
+                        .as_ref()
+                        .map_or_else(Vec::new, |gate| gate.open(view))
+                });
+                if open.binary_search(&i).is_err() {
+                    continue;
+                }
+            }
+            out.extend(g.engine.evaluate(view));
         }
         out
     }
 
-    /// Number of logsource groups.
+    /// Number of logsource groups (the keyword-gated rules' own groups aside).
     pub(crate) fn groups(&self) -> usize {
-        self.groups.len()
+        self.groups.iter().filter(|g| !g.gated).count()
     }
 }
 

