@@ -25,4 +25,5 @@ fn main() {
         took,
         set.version()
     );
+    println!("{set:?}");
 }

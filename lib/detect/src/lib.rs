@@ -172,6 +172,7 @@ impl std::fmt::Debug for RuleSet {
         f.debug_struct("RuleSet")
             .field("rules", &self.rules.len())
             .field("logsource_groups", &self.router.groups())
+            .field("keyword_gated", &self.router.gated())
             .field("correlations", &self.correlations.len())
             .field("version", &self.version)
             .finish()

@@ -171,6 +171,11 @@ impl Router {
     pub(crate) fn groups(&self) -> usize {
         self.groups.iter().filter(|g| !g.gated).count()
     }
+
+    /// Number of keyword-gated rules (each in a group of its own).
+    pub(crate) fn gated(&self) -> usize {
+        self.groups.iter().filter(|g| g.gated).count()
+    }
 }
 
 /// How much a rule costs to compile, roughly: its detection values.
