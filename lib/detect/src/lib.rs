@@ -468,7 +468,7 @@ fn action_of(rule: &SigmaRule, drop_rules: &BTreeSet<String>) -> Action {
 }
 
 /// The event's `vigie.logsource` tags, lowercased.
-fn tags_of(event: &serde_json::Map<String, serde_json::Value>) -> route::Tags {
+fn tags_of(event: &serde_json::Map<String, serde_json::Value>) -> route::Tags<'_> {
     let Some(tags) = vigie_event::get_path(event, "vigie.logsource").and_then(|v| v.as_object())
     else {
         return route::Tags::default();
@@ -476,7 +476,7 @@ fn tags_of(event: &serde_json::Map<String, serde_json::Value>) -> route::Tags {
     let get = |k: &str| {
         tags.get(k)
             .and_then(|v| v.as_str())
-            .map(|s| s.trim().to_ascii_lowercase())
+            .map(str::trim)
             .filter(|s| !s.is_empty())
     };
     route::Tags {

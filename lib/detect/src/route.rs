@@ -26,15 +26,15 @@ struct Group {
     gated: bool,
 }
 
-/// An event's tags, lowercased.
+/// An event's tags, as the event holds them (trimmed; compared ignoring ASCII case).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub(crate) struct Tags {
-    pub product: Option<String>,
-    pub category: Option<String>,
-    pub service: Option<String>,
+pub(crate) struct Tags<'a> {
+    pub product: Option<&'a str>,
+    pub category: Option<&'a str>,
+    pub service: Option<&'a str>,
 }
 
-impl Tags {
+impl Tags<'_> {
     pub(crate) fn is_empty(&self) -> bool {
         self.product.is_none() && self.category.is_none() && self.service.is_none()
     }
@@ -144,7 +144,7 @@ impl Router {
     }
 
     /// The detections of every group `tags` satisfies.
-    pub(crate) fn evaluate(&self, view: &SigmaView<'_>, tags: &Tags) -> Vec<EvaluationResult> {
+    pub(crate) fn evaluate(&self, view: &SigmaView<'_>, tags: &Tags<'_>) -> Vec<EvaluationResult> {
         let mut out = Vec::new();
         // The gated groups the event's keyword fields open, looked for once, when needed.
         let mut open: Option<Vec<usize>> = None;
@@ -193,10 +193,11 @@ fn weight(rule: &SigmaRule) -> usize {
 }
 
 impl Group {
-    fn accepts(&self, tags: &Tags) -> bool {
-        let ok = |want: &Option<String>, have: &Option<String>| match want {
+    fn accepts(&self, tags: &Tags<'_>) -> bool {
+        // The group's side is lowercased when it is built.
+        let ok = |want: &Option<String>, have: &Option<&str>| match want {
             None => true,
-            Some(w) => have.as_deref() == Some(w.as_str()),
+            Some(w) => have.is_some_and(|h| h.eq_ignore_ascii_case(w)),
         };
         ok(&self.product, &tags.product)
             && ok(&self.category, &tags.category)

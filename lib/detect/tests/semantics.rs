@@ -1154,6 +1154,12 @@ fn events_are_routed_by_their_logsource_tags() {
         "vigie": {"logsource": {"product": "linux", "category": "process_creation"}},
     });
     assert!(p.hits(tagged_miss).is_empty());
+    // Tags compare ignoring case and surrounding blanks, as the rules' logsources do.
+    let shouting = json!({
+        "marker": "x",
+        "vigie": {"logsource": {"product": " Linux", "category": "PROCESS_CREATION "}},
+    });
+    assert_eq!(p.hits(shouting), ["anywhere", "linux", "linux-proc", "proc"]);
 }
 
 // ---------------------------------------------------------------------------------------------
