@@ -153,7 +153,7 @@ pub struct Correlator {
     rules: HashMap<String, Arc<Rule>>,
     /// Correlation metadata by stable id.
     correlations: HashMap<String, Arc<Rule>>,
-    fallbacks: HashMap<String, Vec<String>>,
+    fallbacks: crate::mapping::Fallbacks,
     /// The top-level keys of an event that correlations read: a buffered event keeps only
     /// those (`None`: all).
     keep: Option<std::collections::HashSet<String>>,

@@ -304,7 +304,7 @@ pub(crate) fn compile(pipelines: &[Pipeline], c: &CorrelationRule) -> Option<Com
 pub(crate) fn fields_read(
     pipelines: &[Pipeline],
     corrs: &[CorrelationRule],
-    fallbacks: &HashMap<String, Vec<String>>,
+    fallbacks: &crate::mapping::Fallbacks,
 ) -> Option<HashSet<String>> {
     let mut paths: Vec<String> = Vec::new();
     for c in corrs {

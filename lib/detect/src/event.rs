@@ -18,6 +18,8 @@ use rsigma_eval::event::{Event as SigmaEvent, EventValue};
 use serde_json::{Map, Value};
 use vigie_event::Event;
 
+use crate::mapping::Fallbacks;
+
 /// Nesting deeper than this is not searched by keywords (a hostile event cannot recurse us).
 const MAX_DEPTH: usize = 32;
 
@@ -38,7 +40,7 @@ struct Resolved<'a> {
 pub struct SigmaView<'a> {
     map: &'a Map<String, Value>,
     /// ECS name -> the Sigma names mapped to it, tried when the ECS field is absent.
-    fallbacks: Option<&'a HashMap<String, Vec<String>>>,
+    fallbacks: Option<&'a Fallbacks>,
     /// Fields resolved so far, by the hash of their path.
     resolved: RefCell<HashMap<u64, Resolved<'a>, rustc_hash::FxBuildHasher>>,
     /// `message` and `event.original`, once looked up (every keyword rule searches them).
@@ -52,7 +54,7 @@ impl<'a> SigmaView<'a> {
     }
 
     /// Also looks a missing mapped field up under its original Sigma names.
-    pub fn with_fallbacks(mut self, fallbacks: &'a HashMap<String, Vec<String>>) -> Self {
+    pub(crate) fn with_fallbacks(mut self, fallbacks: &'a Fallbacks) -> Self {
         if !fallbacks.is_empty() {
             self.fallbacks = Some(fallbacks);
         }

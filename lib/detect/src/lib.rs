@@ -157,7 +157,7 @@ pub struct Rule {
 /// A loaded, ready-to-evaluate rule pack.
 pub struct RuleSet {
     router: route::Router,
-    fallbacks: HashMap<String, Vec<String>>,
+    fallbacks: mapping::Fallbacks,
     rules: HashMap<String, Arc<Rule>>,
     correlations: Vec<CorrelationRule>,
     /// The detection rules correlations refer to (by id or name), before the mappings.

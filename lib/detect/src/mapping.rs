@@ -65,12 +65,16 @@ pub fn parse_mapping(text: &str) -> Result<Pipeline, String> {
     Ok(pipeline)
 }
 
+/// ECS name -> the Sigma names mapped to it. Looked up for every field an event lacks, so
+/// hashed with FxHash (short keys from our own rule files, not attacker-chosen).
+pub(crate) type Fallbacks = HashMap<String, Vec<String>, rustc_hash::FxBuildHasher>;
+
 /// For every ECS name the mappings produce, the Sigma names mapped to it: an event that lacks
 /// the ECS field is looked up under those names (a raw, unnormalized event). Done in the event
 /// view rather than as alternatives in the rule, so that `Field: null` and `exists: false`
 /// keep their meaning (absent under *both* names).
-pub fn fallbacks(pipelines: &[Pipeline]) -> HashMap<String, Vec<String>> {
-    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+pub(crate) fn fallbacks(pipelines: &[Pipeline]) -> Fallbacks {
+    let mut out = Fallbacks::default();
     for p in pipelines {
         for item in &p.transformations {
             if let Transformation::FieldNameMapping { mapping } = &item.transformation {

@@ -1159,7 +1159,10 @@ fn events_are_routed_by_their_logsource_tags() {
         "marker": "x",
         "vigie": {"logsource": {"product": " Linux", "category": "PROCESS_CREATION "}},
     });
-    assert_eq!(p.hits(shouting), ["anywhere", "linux", "linux-proc", "proc"]);
+    assert_eq!(
+        p.hits(shouting),
+        ["anywhere", "linux", "linux-proc", "proc"]
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
