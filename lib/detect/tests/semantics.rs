@@ -284,6 +284,28 @@ fn wildcard_keyword_rules_match_as_without_the_gate() {
     assert_eq!(p.hits(json!({"process": {"name": "wget"}})), ["field"]);
 }
 
+/// Keyword selections combined by a selector, as SigmaHQ's "Privileged User Has Been
+/// Created" writes them, are gated too and match as before.
+#[test]
+fn keyword_selections_under_a_selector_match_as_without_the_gate() {
+    let p = rule(
+        "
+        selection_new_user:
+          - 'new user'
+        selection_uids_gids:
+          - 'GID=0,'
+          - 'UID=0,'
+        condition: all of selection_*
+        ",
+    );
+    let line = |uid: u32| {
+        format!("useradd[1337]: new user: name=john, UID={uid}, GID=100, home=/home/john")
+    };
+    assert!(p.matches(json!({ "message": line(0) })));
+    assert!(!p.matches(json!({ "message": line(1000) })));
+    assert!(!p.matches(json!({"message": "usermod[1]: change user 'john' UID=0, GID=0,"})));
+}
+
 /// A gated rule keeps its logsource: an event tagged for another source never reaches it.
 #[test]
 fn wildcard_keyword_rules_keep_their_logsource() {
