@@ -8,7 +8,8 @@
 //! logsource, keeps an event from ever touching the candidate indexes of other sources.
 //!
 //! A rule that can only match through its keywords (see [`crate::gate`]) gets a group of its
-//! own, evaluated only when the keyword gate opens it.
+//! own, evaluated only when the keyword gate opens it; the gate is run only for an event that
+//! one of the gated rules' logsources accepts.
 
 use rsigma_eval::{Engine, EvaluationResult, Pipeline};
 use rsigma_parser::{Detection, FilterRule, LogSource, SigmaRule};
@@ -16,14 +17,18 @@ use rsigma_parser::{Detection, FilterRule, LogSource, SigmaRule};
 use crate::event::SigmaView;
 use crate::gate::{self, Gate};
 
-/// One logsource's rules.
-struct Group {
+/// A logsource constraint, lowercased; `None` sets no constraint on that dimension.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Source {
     product: Option<String>,
     category: Option<String>,
     service: Option<String>,
+}
+
+/// One logsource's rules (or one keyword-gated rule).
+struct Group {
+    source: Source,
     engine: Engine,
-    /// Evaluated only when the gate opens it (one keyword-gated rule).
-    gated: bool,
 }
 
 /// An event's tags, as the event holds them (trimmed; compared ignoring ASCII case).
@@ -43,6 +48,10 @@ impl Tags<'_> {
 /// The rules, grouped by logsource.
 pub(crate) struct Router {
     groups: Vec<Group>,
+    /// The keyword-gated rules, one per group; the gate's group indexes point here.
+    gated: Vec<Group>,
+    /// The distinct logsources of `gated`.
+    gated_sources: Vec<Source>,
     gate: Option<Gate>,
 }
 
@@ -52,8 +61,12 @@ fn lower(v: &Option<String>) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
-fn key(ls: &LogSource) -> (Option<String>, Option<String>, Option<String>) {
-    (lower(&ls.product), lower(&ls.category), lower(&ls.service))
+fn source(ls: &LogSource) -> Source {
+    Source {
+        product: lower(&ls.product),
+        category: lower(&ls.category),
+        service: lower(&ls.service),
+    }
 }
 
 impl Router {
@@ -65,42 +78,46 @@ impl Router {
     ) -> (Self, Vec<(usize, String)>) {
         let mut groups: Vec<Group> = Vec::new();
         let mut members: Vec<Vec<usize>> = Vec::new();
-        let mut gated = Vec::new();
-        let new_group = |product, category, service, gated| {
+        let mut gated: Vec<Group> = Vec::new();
+        let mut gated_members: Vec<Vec<usize>> = Vec::new();
+        let mut needles = Vec::new();
+        let new_group = |source| {
             let mut engine = Engine::new();
             for p in pipelines {
                 engine.add_pipeline(p.clone());
             }
-            Group {
-                product,
-                category,
-                service,
-                engine,
-                gated,
-            }
+            Group { source, engine }
         };
         for (i, rule) in rules.iter().enumerate() {
-            let (product, category, service) = key(&rule.logsource);
-            if let Some(needles) = gate::needles(rule) {
-                gated.push((groups.len(), needles));
-                groups.push(new_group(product, category, service, true));
-                members.push(vec![i]);
+            let source = source(&rule.logsource);
+            if let Some(n) = gate::needles(rule) {
+                needles.push((gated.len(), n));
+                gated.push(new_group(source));
+                gated_members.push(vec![i]);
                 continue;
             }
-            let at = groups.iter().position(|g| {
-                !g.gated && g.product == product && g.category == category && g.service == service
-            });
+            let at = groups.iter().position(|g| g.source == source);
             let at = at.unwrap_or_else(|| {
-                groups.push(new_group(product, category, service, false));
+                groups.push(new_group(source));
                 members.push(Vec::new());
                 groups.len() - 1
             });
             members[at].push(i);
         }
-        let gate = Gate::build(&gated);
+        let gate = Gate::build(&needles);
+        let mut gated_sources: Vec<Source> = Vec::new();
+        for g in &gated {
+            if !gated_sources.contains(&g.source) {
+                gated_sources.push(g.source.clone());
+            }
+        }
         // Compiling (regexes, the candidate indexes' automata) is most of a pack's load time;
         // groups are independent, so they compile on every core.
-        let mut work: Vec<(&mut Group, &Vec<usize>)> = groups.iter_mut().zip(&members).collect();
+        let mut work: Vec<(&mut Group, &Vec<usize>)> = groups
+            .iter_mut()
+            .zip(&members)
+            .chain(gated.iter_mut().zip(&gated_members))
+            .collect();
         // Heaviest groups first (popped from the end), each thread taking the next one. The
         // weight is the number of values, not of rules: ten rules listing thousands of driver
         // hashes cost as much to compile as a thousand ordinary ones.
@@ -132,12 +149,18 @@ impl Router {
             })
         };
         errors.sort_by_key(|e| e.0);
-        (Router { groups, gate }, errors)
+        let router = Router {
+            groups,
+            gated,
+            gated_sources,
+            gate,
+        };
+        (router, errors)
     }
 
     /// Applies a filter to the rules it names, in every group.
     pub(crate) fn apply_filter(&mut self, filter: &FilterRule) -> Result<(), String> {
-        for g in &mut self.groups {
+        for g in self.groups.iter_mut().chain(&mut self.gated) {
             g.engine.apply_filter(filter).map_err(|e| e.to_string())?;
         }
         Ok(())
@@ -145,36 +168,33 @@ impl Router {
 
     /// The detections of every group `tags` satisfies.
     pub(crate) fn evaluate(&self, view: &SigmaView<'_>, tags: &Tags<'_>) -> Vec<EvaluationResult> {
+        let accepts = |source: &Source| tags.is_empty() || source.accepts(tags);
         let mut out = Vec::new();
-        // The gated groups the event's keyword fields open, looked for once, when needed.
-        let mut open: Option<Vec<usize>> = None;
-        for (i, g) in self.groups.iter().enumerate() {
-            if !(tags.is_empty() || g.accepts(tags)) {
-                continue;
-            }
-            if g.gated {
-                let open = open.get_or_insert_with(|| {
-                    self.gate
-                        .as_ref()
-                        .map_or_else(Vec::new, |gate| gate.open(view))
-                });
-                if open.binary_search(&i).is_err() {
-                    continue;
-                }
-            }
+        for g in self.groups.iter().filter(|g| accepts(&g.source)) {
             out.extend(g.engine.evaluate(view));
+        }
+        let Some(gate) = &self.gate else {
+            return out;
+        };
+        if !self.gated_sources.iter().any(accepts) {
+            return out;
+        }
+        for i in gate.open(view) {
+            if let Some(g) = self.gated.get(i).filter(|g| accepts(&g.source)) {
+                out.extend(g.engine.evaluate(view));
+            }
         }
         out
     }
 
     /// Number of logsource groups (the keyword-gated rules' own groups aside).
     pub(crate) fn groups(&self) -> usize {
-        self.groups.iter().filter(|g| !g.gated).count()
+        self.groups.len()
     }
 
     /// Number of keyword-gated rules (each in a group of its own).
     pub(crate) fn gated(&self) -> usize {
-        self.groups.iter().filter(|g| g.gated).count()
+        self.gated.len()
     }
 }
 
@@ -192,7 +212,7 @@ fn weight(rule: &SigmaRule) -> usize {
     1 + rule.detection.named.values().map(of).sum::<usize>()
 }
 
-impl Group {
+impl Source {
     fn accepts(&self, tags: &Tags<'_>) -> bool {
         // The group's side is lowercased when it is built.
         let ok = |want: &Option<String>, have: &Option<&str>| match want {

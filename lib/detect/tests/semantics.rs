@@ -1311,6 +1311,43 @@ fn filter_document_excludes_events_from_its_rules_only() {
     assert_eq!(p.hits(ev("backup01")), ["shadow-touched"]);
 }
 
+/// A filter applies to keyword rules too (the ones the keyword gate evaluates on their own).
+#[test]
+fn filter_document_applies_to_keyword_rules() {
+    let p = load_files(&[
+        (
+            "rules.yml",
+            "
+            title: History cleared
+            id: history-cleared
+            logsource: {product: linux}
+            detection:
+              keywords: ['history -c', 'rm *sh_history']
+              condition: keywords
+            ",
+        ),
+        (
+            "filters.yml",
+            "
+            title: The image builder clears its history
+            id: filter-builder
+            logsource: {product: linux}
+            filter:
+              rules:
+                - history-cleared
+              selection:
+                host.name: builder01
+              condition: not selection
+            ",
+        ),
+    ]);
+    p.assert_clean();
+    assert_eq!(p.report.filters, 1);
+    let ev = |host: &str| json!({"message": "bash: rm ~/.bash_history", "host": {"name": host}});
+    assert_eq!(p.hits(ev("web01")), ["history-cleared"]);
+    assert!(p.hits(ev("builder01")).is_empty());
+}
+
 #[test]
 fn correlation_rules_are_kept_and_unknown_references_rejected() {
     let p = load_files(&[
