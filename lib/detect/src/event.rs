@@ -45,6 +45,8 @@ pub struct SigmaView<'a> {
     resolved: RefCell<HashMap<u64, Resolved<'a>, rustc_hash::FxBuildHasher>>,
     /// `message` and `event.original`, once looked up (every keyword rule searches them).
     keyword_fields: OnceCell<[Option<&'a str>; 2]>,
+    /// Whether a top-level key holds a dot, once looked at.
+    root_dotted: OnceCell<bool>,
 }
 
 impl<'a> SigmaView<'a> {
@@ -62,10 +64,16 @@ impl<'a> SigmaView<'a> {
     }
 
     fn lookup(&self, path: &str) -> Option<EventValue<'a>> {
-        if let Some(v) = self.map.get(path) {
-            return Some(EventValue::from(v));
+        let Some((root, rest)) = path.split_once('.') else {
+            return self.map.get(path).map(EventValue::from);
+        };
+        // A dotted path is a top-level key only if some top-level key holds a dot; ECS
+        // events have none, and the probe would cost a B-tree search per lookup.
+        if self.root_has_dotted_keys() {
+            if let Some(v) = self.map.get(path) {
+                return Some(EventValue::from(v));
+            }
         }
-        let (root, rest) = path.split_once('.')?;
         let mut value = self.map.get(root)?;
         let mut rest = rest;
         // The common case, nested objects only, without allocating.
@@ -99,6 +107,7 @@ impl<'a> SigmaView<'a> {
             fallbacks: None,
             resolved: RefCell::default(),
             keyword_fields: OnceCell::new(),
+            root_dotted: OnceCell::new(),
         }
     }
 
@@ -111,6 +120,13 @@ impl<'a> SigmaView<'a> {
             .get(path)?
             .iter()
             .find_map(|name| self.lookup(name))
+    }
+
+    /// Whether a top-level key holds a dot (`"event.original": …`), looked at once.
+    fn root_has_dotted_keys(&self) -> bool {
+        *self
+            .root_dotted
+            .get_or_init(|| self.map.keys().any(|k| k.contains('.')))
     }
 
     /// The fields keyword rules search, when the event has them.
@@ -197,7 +213,7 @@ impl SigmaEvent for SigmaView<'_> {
         }
         // Keys with dots in them ("event.original") make the root of a dotted path ambiguous,
         // so the candidate index may only prune by root when no key holds a dot.
-        if self.map.keys().any(|k| k.contains('.')) {
+        if self.root_has_dotted_keys() {
             return false;
         }
         self.map.keys().for_each(|k| visit(k));
