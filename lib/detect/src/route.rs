@@ -52,7 +52,7 @@ pub(crate) struct Router {
     gated: Vec<Group>,
     /// The distinct logsources of `gated`.
     gated_sources: Vec<Source>,
-    gate: Option<Gate>,
+    gate: Gate,
 }
 
 fn lower(v: &Option<String>) -> Option<String> {
@@ -173,13 +173,11 @@ impl Router {
         for g in self.groups.iter().filter(|g| accepts(&g.source)) {
             out.extend(g.engine.evaluate(view));
         }
-        let Some(gate) = &self.gate else {
-            return out;
-        };
+        // No gated rule for this event's logsource: no scan.
         if !self.gated_sources.iter().any(accepts) {
             return out;
         }
-        for i in gate.open(view) {
+        for i in self.gate.open(view) {
             if let Some(g) = self.gated.get(i).filter(|g| accepts(&g.source)) {
                 out.extend(g.engine.evaluate(view));
             }
