@@ -70,19 +70,17 @@ fn condition_needles(rule: &SigmaRule, expr: &ConditionExpr) -> Option<Vec<Strin
             pattern,
         } => {
             // Sorted, so that a rule is gated the same way at every load.
-            let mut names: Vec<&String> = rule
+            let mut selected: Vec<(&String, &Detection)> = rule
                 .detection
                 .named
-                .keys()
-                .filter(|n| pattern.matches_detection_name(n))
+                .iter()
+                .filter(|(n, _)| pattern.matches_detection_name(n))
                 .collect();
-            names.sort();
-            if names.is_empty() {
+            selected.sort_by_key(|(n, _)| *n);
+            if selected.is_empty() {
                 return None;
             }
-            let each = names
-                .into_iter()
-                .map(|n| detection_needles(&rule.detection.named[n]));
+            let each = selected.into_iter().map(|(_, d)| detection_needles(d));
             match quantifier {
                 Quantifier::All => all_of(each),
                 Quantifier::Any => any_of(each),

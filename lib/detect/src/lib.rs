@@ -467,7 +467,7 @@ fn action_of(rule: &SigmaRule, drop_rules: &BTreeSet<String>) -> Action {
     }
 }
 
-/// The event's `vigie.logsource` tags, lowercased.
+/// The event's `vigie.logsource` tags, trimmed (the router compares them ignoring case).
 fn tags_of(event: &serde_json::Map<String, serde_json::Value>) -> route::Tags<'_> {
     let Some(tags) = vigie_event::get_path(event, "vigie.logsource").and_then(|v| v.as_object())
     else {
