@@ -18,6 +18,7 @@ pub mod enroll;
 pub mod loss;
 pub mod pipeline;
 pub mod ratelimit;
+pub mod recycle;
 pub mod renew;
 pub mod rulepack;
 pub mod rules_cli;

@@ -24,6 +24,7 @@ use vigie_parse::{Codec, Context};
 
 use crate::checkpoint::Checkpoints;
 use crate::config::BatchSection;
+use crate::recycle::Recycler;
 use crate::sources::file::RawLine;
 
 /// A position a batch covers, applied to the checkpoints once acknowledged.
@@ -250,6 +251,7 @@ pub struct SealedBatch {
 /// Accumulates events into the next batch.
 pub struct BatchBuilder {
     cfg: BatchSection,
+    recycler: Arc<Recycler>,
     next_sequence: u64,
     body: Vec<u8>,
     events: usize,
@@ -258,9 +260,11 @@ pub struct BatchBuilder {
 }
 
 impl BatchBuilder {
-    pub fn new(cfg: BatchSection, first_sequence: u64) -> Self {
+    /// A builder whose bodies come from (and, once gzipped, go back to) `recycler`.
+    pub fn new(cfg: BatchSection, first_sequence: u64, recycler: Arc<Recycler>) -> Self {
         Self {
-            body: Vec::with_capacity(cfg.max_bytes.min(1 << 20)),
+            body: recycler.body(cfg.max_bytes.min(1 << 20)),
+            recycler,
             cfg,
             next_sequence: first_sequence,
             events: 0,
@@ -316,7 +320,7 @@ impl BatchBuilder {
         let cap = self.cfg.max_bytes.min(1 << 20);
         Some(SealedBatch {
             sequence,
-            body: std::mem::replace(&mut self.body, Vec::with_capacity(cap)),
+            body: std::mem::replace(&mut self.body, self.recycler.body(cap)),
             events: std::mem::take(&mut self.events),
             positions: self.positions.drain().map(|(_, p)| p).collect(),
         })
@@ -403,7 +407,7 @@ mod tests {
             max_events: 3,
             ..BatchSection::default()
         };
-        let mut b = BatchBuilder::new(cfg, 10);
+        let mut b = BatchBuilder::new(cfg, 10, Arc::default());
         let ev = Event::new();
         assert!(b.push(&ev, Some(file_pos(1, 10))).is_none());
         assert!(b.push(&ev, Some(file_pos(1, 20))).is_none());

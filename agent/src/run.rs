@@ -422,6 +422,7 @@ async fn run_pipeline(
         error: String::new(),
     }));
     let stats_spool = spool.clone();
+    let recycler = Arc::new(crate::recycle::Recycler::default());
     let shipping = if let Some(shared) = spool {
         drop((ack_tx, ack_rx));
         let writer = tokio::spawn(spooler::write(
@@ -433,6 +434,7 @@ async fn run_pipeline(
             checkpoints,
             stats.clone(),
             losses.clone(),
+            recycler.clone(),
             src_stop_rx.clone(),
         ));
         let dispatcher = tokio::spawn(spooler::dispatch(
@@ -464,6 +466,7 @@ async fn run_pipeline(
             cfg.batch.max_in_flight,
             abort_rx,
             losses.clone(),
+            recycler.clone(),
         ));
         let saver = tokio::spawn(save_checkpoints(ack_rx, cp_store, checkpoints));
         Shipping::Memory { dispatcher, saver }
@@ -564,7 +567,7 @@ async fn run_pipeline(
     crate::sd_notify::notify("READY=1");
     crate::sd_notify::spawn_watchdog();
     let normalizer = Normalizer::new(cfg.host_name.clone(), infos);
-    let mut builder = BatchBuilder::new(cfg.batch.clone(), 0);
+    let mut builder = BatchBuilder::new(cfg.batch.clone(), 0, recycler);
     let mut report = tokio::time::interval(Duration::from_secs(60));
     report.tick().await;
     let assembling = normalizer.has_assembled();
@@ -794,6 +797,7 @@ async fn dispatch(
     max_in_flight: usize,
     abort: watch::Receiver<bool>,
     losses: LossSender,
+    recycler: Arc<crate::recycle::Recycler>,
 ) {
     let permits = Arc::new(Semaphore::new(max_in_flight));
     let mut tasks = tokio::task::JoinSet::new();
@@ -801,7 +805,7 @@ async fn dispatch(
         let Ok(permit) = permits.clone().acquire_owned().await else {
             break;
         };
-        let Some(body) = compress(batch.body, level).await else {
+        let Some(body) = compress(batch.body, level, recycler.clone()).await else {
             break;
         };
         let out = Outgoing::new(&stream, batch.sequence, Bytes::from(body), batch.events);

@@ -17,6 +17,7 @@ use rand::Rng;
 use vigie_wire::{Ack, BatchId, BATCH_HEADER};
 
 use crate::client::CollectorClient;
+use crate::recycle::Recycler;
 
 /// Counters of the shipper, shared with the rest of the agent.
 #[derive(Debug, Default)]
@@ -93,12 +94,17 @@ impl Outgoing {
     }
 }
 
-/// Gzips a batch body off the async threads. `None` only when the runtime
+/// Gzips a batch body off the async threads, with the recycler's compressor
+/// and buffers (the raw body goes back to it). `None` only when the runtime
 /// is shutting down.
-pub async fn compress(raw: Vec<u8>, level: u32) -> Option<Vec<u8>> {
-    tokio::task::spawn_blocking(move || vigie_wire::gzip(&raw, level))
-        .await
-        .ok()
+pub async fn compress(raw: Vec<u8>, level: u32, recycler: Arc<Recycler>) -> Option<Vec<u8>> {
+    tokio::task::spawn_blocking(move || {
+        let gzipped = recycler.gzip(&raw, level);
+        recycler.give_body(raw);
+        gzipped
+    })
+    .await
+    .ok()
 }
 
 /// Sends `out` until it is delivered, refused for good, or `stop` fires.

@@ -37,6 +37,7 @@ use crate::checkpoint::{write_file_atomic, CheckpointStore, Checkpoints, Pending
 use crate::client::CollectorClient;
 use crate::loss::{self, LossSender};
 use crate::pipeline::{apply_position, SealedBatch};
+use crate::recycle::Recycler;
 use crate::shipper::{compress, ship, Backoff, Outgoing, ShipStats, Shipped};
 use crate::spool::{Append, FsyncPolicy, OpenReport, Spool, SpoolConfig, SpoolError};
 
@@ -242,6 +243,7 @@ pub async fn write(
     mut cp: Checkpoints,
     stats: Arc<ShipStats>,
     losses: LossSender,
+    recycler: Arc<Recycler>,
     mut stop: watch::Receiver<bool>,
 ) {
     let cp_store = Arc::new(cp_store);
@@ -258,7 +260,7 @@ pub async fn write(
                 continue;
             }
         };
-        let Some(body) = compress(batch.body, level).await else {
+        let Some(body) = compress(batch.body, level, recycler.clone()).await else {
             return;
         };
         let mut after = None;
@@ -285,7 +287,13 @@ pub async fn write(
             }
             after = Some(next);
         }
-        match append(&shared, batch.events, body, &stats, &losses, &mut stop).await {
+        let body = Arc::new(body);
+        let appended = append(&shared, batch.events, &body, &stats, &losses, &mut stop).await;
+        // On disk now (or dropped): the dispatcher reads the record back from the spool.
+        if let Ok(body) = Arc::try_unwrap(body) {
+            recycler.give_gzipped(body);
+        }
+        match appended {
             Appended::Stored => shared.appended.notify_one(),
             // Counted and reported.
             Appended::Dropped => {}
@@ -313,12 +321,11 @@ enum Appended {
 async fn append(
     shared: &Arc<Shared>,
     events: usize,
-    body: Vec<u8>,
+    body: &Arc<Vec<u8>>,
     stats: &ShipStats,
     losses: &LossSender,
     stop: &mut watch::Receiver<bool>,
 ) -> Appended {
-    let body = Arc::new(body);
     let mut full_since: Option<tokio::time::Instant> = None;
     loop {
         let b = body.clone();

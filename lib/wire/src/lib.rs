@@ -12,7 +12,7 @@ pub mod rulepack;
 pub mod stats;
 
 pub use batch::{Ack, BatchId, BatchIdError, ErrorBody, ErrorDetail, BATCH_HEADER};
-pub use compress::{gunzip_capped, gzip, DecompressError};
+pub use compress::{gunzip_capped, gzip, DecompressError, Gzipper};
 pub use config::{config_version, CentralConfig, CONFIG_PATH, MAX_CONFIG_BYTES};
 pub use enroll::{EnrollRequest, EnrollResponse, RenewRequest, RenewResponse, RENEW_PATH};
 pub use rulepack::{NamedText, Rulepack, MAX_RULEPACK_BYTES, RULEPACK_PATH};
