@@ -42,6 +42,12 @@ pub struct FileSourceOptions {
     /// (always active, as a fallback to inotify), in milliseconds.
     #[serde(default = "default_poll_interval_ms")]
     pub poll_interval_ms: u64,
+    /// After a change notification, files are read at most once per this many
+    /// milliseconds, so that a burst of small writes (a syslog daemon writes each line on
+    /// its own) is read in one pass rather than one wake-up per write. Adds at most this
+    /// much latency; 0 reads at every notification.
+    #[serde(default = "default_min_read_interval_ms")]
+    pub min_read_interval_ms: u64,
     /// Files not modified for this many seconds are not read when found; if they are
     /// written to again, reading starts where they ended when found. A file with a
     /// checkpoint always resumes from it.
@@ -97,6 +103,9 @@ fn default_glob_interval_ms() -> u64 {
 fn default_poll_interval_ms() -> u64 {
     250
 }
+fn default_min_read_interval_ms() -> u64 {
+    250
+}
 fn default_use_inotify() -> bool {
     true
 }
@@ -124,6 +133,7 @@ impl FileSourceOptions {
             fingerprint_bytes: default_fingerprint_bytes(),
             glob_interval_ms: default_glob_interval_ms(),
             poll_interval_ms: default_poll_interval_ms(),
+            min_read_interval_ms: default_min_read_interval_ms(),
             ignore_older_secs: None,
             multiline: None,
             use_inotify: default_use_inotify(),
@@ -173,6 +183,7 @@ mod tests {
         assert_eq!(o.fingerprint_bytes, 1024);
         assert_eq!(o.glob_interval_ms, 1000);
         assert_eq!(o.poll_interval_ms, 250);
+        assert_eq!(o.min_read_interval_ms, 250);
         assert!(o.use_inotify);
         assert!(o.exclude.is_empty() && o.multiline.is_none() && o.ignore_older_secs.is_none());
         o.validate().unwrap();

@@ -34,7 +34,15 @@ pub(crate) fn fingerprint_of(head: &[u8], fingerprint_bytes: usize) -> Option<u6
 
 /// Reads the fingerprint of an open file (positional read: the handle's cursor is untouched).
 pub(crate) fn read_fingerprint(file: &File, fingerprint_bytes: usize) -> io::Result<Option<u64>> {
-    let mut head = vec![0u8; fingerprint_bytes];
+    // Read at every poll that finds new data: the default 1 KiB stays on the stack.
+    let mut stack = [0u8; 4096];
+    let mut heap = Vec::new();
+    let head: &mut [u8] = if fingerprint_bytes <= stack.len() {
+        &mut stack[..fingerprint_bytes]
+    } else {
+        heap.resize(fingerprint_bytes, 0);
+        &mut heap
+    };
     let mut filled = 0;
     while filled < head.len() {
         match file.read_at(&mut head[filled..], filled as u64) {

@@ -113,10 +113,14 @@ impl LineReader {
         self.line_len > 0 && !self.skip_to_newline
     }
 
-    /// Frees the read buffer when it holds nothing (keeps idle files cheap).
-    pub(crate) fn release_buffer_if_empty(&mut self) {
+    /// Gives the read buffer up when it holds nothing (keeps idle files cheap): into
+    /// `spare` when that is empty, so the next file read takes it instead of a new one.
+    pub(crate) fn release_buffer_if_empty(&mut self, spare: &mut Vec<u8>) {
         if self.start == self.end && !self.buf.is_empty() {
-            self.buf = Vec::new();
+            let buf = std::mem::take(&mut self.buf);
+            if spare.is_empty() {
+                *spare = buf;
+            }
             self.start = 0;
             self.end = 0;
         }
@@ -129,9 +133,7 @@ impl LineReader {
             if self.start >= self.end {
                 return None;
             }
-            let newline = self.buf[self.start..self.end]
-                .iter()
-                .position(|&b| b == b'\n');
+            let newline = memchr::memchr(b'\n', &self.buf[self.start..self.end]);
             let Some(i) = newline else {
                 let (s, e) = (self.start, self.end);
                 if !self.skip_to_newline {
@@ -167,11 +169,16 @@ impl LineReader {
     }
 
     /// Reads at most `max_bytes` (and at most [`READ_BUF_BYTES`]) into the buffer, which
-    /// must be consumed. Returns the number of bytes read, 0 at end of file.
-    pub(crate) fn fill(&mut self, max_bytes: usize) -> io::Result<usize> {
+    /// must be consumed. Returns the number of bytes read, 0 at end of file. Without a
+    /// buffer, takes `spare` (see [`LineReader::release_buffer_if_empty`]) or a new one.
+    pub(crate) fn fill(&mut self, max_bytes: usize, spare: &mut Vec<u8>) -> io::Result<usize> {
         debug_assert!(!self.has_buffered());
         if self.buf.is_empty() {
-            self.buf = vec![0; READ_BUF_BYTES];
+            self.buf = if spare.len() == READ_BUF_BYTES {
+                std::mem::take(spare)
+            } else {
+                vec![0; READ_BUF_BYTES]
+            };
         }
         let want = max_bytes.clamp(1, READ_BUF_BYTES);
         loop {
@@ -239,7 +246,7 @@ mod tests {
             while let Some(l) = r.next_buffered(max) {
                 lines.push(l);
             }
-            if r.fill(7).unwrap() == 0 {
+            if r.fill(7, &mut Vec::new()).unwrap() == 0 {
                 return lines;
             }
         }

@@ -112,6 +112,9 @@ pub struct Tailer {
     shared: Arc<SharedStats>,
     /// Last warning time per path, for rate-limiting.
     pub(super) warned: HashMap<PathBuf, Instant>,
+    /// A read buffer no file holds, for the next one that reads: files give theirs up
+    /// when they have nothing buffered, and a new one would be 64 KiB to zero each time.
+    spare: Vec<u8>,
 }
 
 /// Outcome of one read turn on one file.
@@ -205,6 +208,7 @@ impl Tailer {
             stats: TailerStats::default(),
             shared: Arc::new(SharedStats::default()),
             warned: HashMap::new(),
+            spare: Vec::new(),
         };
         tailer.scan(now);
         tailer.publish();
@@ -285,7 +289,7 @@ impl Tailer {
                     f,
                     out,
                     room,
-                    &mut budget,
+                    (&mut budget, &mut self.spare),
                     (scan_count, poll_count, tick),
                     now,
                 );
@@ -368,7 +372,8 @@ impl Tailer {
 }
 
 /// Reads from one open file until it has nothing more, a budget is spent or it must be
-/// handled by the caller (truncation, error). `clock` is (scan count, poll count, tick).
+/// handled by the caller (truncation, error). `clock` is (scan count, poll count, tick);
+/// `buffers` the bytes left to read in this poll and the tailer's spare read buffer.
 #[allow(clippy::too_many_arguments)]
 fn read_turn(
     cfg: &Settings,
@@ -376,10 +381,11 @@ fn read_turn(
     f: &mut Tracked,
     out: &mut Vec<RawLine>,
     room: usize,
-    budget: &mut usize,
+    buffers: (&mut usize, &mut Vec<u8>),
     clock: (u64, u64, u64),
     now: Instant,
 ) -> Turn {
+    let (budget, spare) = buffers;
     let (scan_count, poll_count, tick) = clock;
     let max_line_bytes = cfg.opts.max_line_bytes;
     let mut emitted = 0usize;
@@ -424,7 +430,7 @@ fn read_turn(
             if turn_bytes >= READ_BUF_BYTES || *budget == 0 {
                 return Turn::More;
             }
-            let n = match reader.fill((*budget).min(READ_BUF_BYTES - turn_bytes)) {
+            let n = match reader.fill((*budget).min(READ_BUF_BYTES - turn_bytes), spare) {
                 Ok(n) => n,
                 Err(e) => return Turn::Error(e, "read"),
             };
@@ -439,7 +445,7 @@ fn read_turn(
         if !at_eof {
             continue;
         }
-        reader.release_buffer_if_empty();
+        reader.release_buffer_if_empty(spare);
         if f.dead_since.is_none_or(|s| s >= scan_count) {
             return Turn::Idle;
         }

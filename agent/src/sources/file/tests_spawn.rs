@@ -85,3 +85,43 @@ fn spawn_without_inotify_polls() {
     assert_eq!(stats.get().lines_read, 2);
     assert_eq!(stats.get().files_watched, 2);
 }
+
+#[test]
+fn writes_close_together_are_read_in_one_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.log");
+    append(&path, "first\n");
+    let mut o = opts(dir.path(), &["*.log"]);
+    o.use_inotify = true;
+    o.poll_interval_ms = 3_600_000;
+    o.glob_interval_ms = 3_600_000;
+    o.min_read_interval_ms = 1_000;
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let stop = Arc::new(AtomicBool::new(false));
+    let handle = spawn("src", o, &Checkpoints::new(), true, tx, Arc::clone(&stop)).unwrap();
+    assert_eq!(recv_lines(&mut rx, 1), ["first"]);
+    // Five writes 10 ms apart, within the interval: the first one wakes the tailer, which
+    // waits out the rest of the interval and reads them together. Read at every
+    // notification, they would come in up to five batches.
+    for i in 0..5 {
+        append(&path, &format!("w{i}\n"));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let start = Instant::now();
+    let (mut lines, mut batches) = (Vec::new(), 0);
+    while lines.len() < 5 && start.elapsed() < DEADLINE {
+        match rx.try_recv() {
+            Ok(batch) => {
+                batches += 1;
+                lines.extend(texts(&batch));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+    assert_eq!(lines, ["w0", "w1", "w2", "w3", "w4"]);
+    assert!(batches <= 2, "{batches} batches for five close writes");
+    stop.store(true, Ordering::Relaxed);
+    append(&path, "wake\n");
+    drop(rx);
+    handle.join().unwrap();
+}
