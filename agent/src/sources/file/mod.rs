@@ -184,6 +184,9 @@ fn run(
 ) {
     let poll_interval = Duration::from_millis(tailer.options().poll_interval_ms.max(1));
     let min_gap = Duration::from_millis(tailer.options().min_read_interval_ms);
+    // When the last poll that found lines started: a notification after a quiet spell (or
+    // after polls that found nothing) is served at once.
+    let mut last_read: Option<Instant> = None;
     let (wake_tx, wake_rx) = mpsc::channel::<Wake>();
     let mut watches = if tailer.options().use_inotify {
         Watches::new(&tailer.options().include, wake_tx)
@@ -195,6 +198,9 @@ fn run(
         let mut batch = Vec::new();
         let polled = Instant::now();
         let more = tailer.poll(&mut batch, SPAWN_BATCH_LINES);
+        if !batch.is_empty() {
+            last_read = Some(polled);
+        }
         if let Some(l) = &limiter {
             // Drop mode keeps what the limit allows; block mode waits here,
             // so only this source slows down and its position holds.
@@ -215,9 +221,11 @@ fn run(
                 let mut rescan = matches!(wake, Wake::Rescan);
                 // Each wake-up costs three threads a round trip through the scheduler
                 // (about 130 µs of CPU here): writes that follow closely are read together.
-                let wait = (polled + min_gap).saturating_duration_since(Instant::now());
-                if !wait.is_zero() {
-                    std::thread::sleep(wait);
+                if let Some(at) = last_read {
+                    let wait = (at + min_gap).saturating_duration_since(Instant::now());
+                    if !wait.is_zero() {
+                        std::thread::sleep(wait);
+                    }
                 }
                 // Coalesce a burst of events into one poll.
                 while let Ok(w) = wake_rx.try_recv() {
