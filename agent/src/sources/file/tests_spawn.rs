@@ -18,11 +18,23 @@ fn recv_lines_within(
     n: usize,
     wait: Duration,
 ) -> Vec<String> {
+    recv_batches_within(rx, n, wait).concat()
+}
+
+/// The batches received until they hold `n` lines or `wait` passed, as texts.
+fn recv_batches_within(
+    rx: &mut tokio::sync::mpsc::Receiver<Vec<RawLine>>,
+    n: usize,
+    wait: Duration,
+) -> Vec<Vec<String>> {
     let start = Instant::now();
-    let mut got = Vec::new();
-    while got.len() < n && start.elapsed() < wait {
+    let (mut got, mut lines) = (Vec::new(), 0);
+    while lines < n && start.elapsed() < wait {
         match rx.try_recv() {
-            Ok(batch) => got.extend(texts(&batch)),
+            Ok(batch) => {
+                lines += batch.len();
+                got.push(texts(&batch));
+            }
             Err(_) => std::thread::sleep(Duration::from_millis(5)),
         }
     }
@@ -107,17 +119,8 @@ fn writes_close_together_are_read_in_one_pass() {
         append(&path, &format!("w{i}\n"));
         std::thread::sleep(Duration::from_millis(10));
     }
-    let start = Instant::now();
-    let (mut lines, mut batches) = (Vec::new(), 0);
-    while lines.len() < 5 && start.elapsed() < DEADLINE {
-        match rx.try_recv() {
-            Ok(batch) => {
-                batches += 1;
-                lines.extend(texts(&batch));
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(5)),
-        }
-    }
+    let got = recv_batches_within(&mut rx, 5, DEADLINE);
+    let (lines, batches) = (got.concat(), got.len());
     assert_eq!(lines, ["w0", "w1", "w2", "w3", "w4"]);
     assert!(batches <= 2, "{batches} batches for five close writes");
     stop.store(true, Ordering::Relaxed);
