@@ -38,14 +38,13 @@ mod tests;
 mod tests_model;
 #[cfg(test)]
 mod tests_spawn;
+mod watch;
 
-use std::path::{Component, Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-
-use notify::{EventKind, RecursiveMode, Watcher};
 
 use crate::checkpoint::Checkpoints;
 use crate::ratelimit::SourceLimiter;
@@ -55,8 +54,6 @@ pub use tailer::{Tailer, TailerStatsHandle};
 
 /// Lines handed to the channel per message by [`spawn`].
 const SPAWN_BATCH_LINES: usize = 1000;
-/// How often watches that could not be set up (missing directory) are retried.
-const WATCH_RETRY: Duration = Duration::from_secs(5);
 
 /// One line (or multiline event) read from a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,14 +165,6 @@ pub fn spawn_tailer(
         .map_err(FileSourceError::Spawn)
 }
 
-/// What an inotify event asks of the loop.
-enum Wake {
-    /// File data changed: read.
-    Data,
-    /// Directory entries changed (or events were lost): scan, then read.
-    Rescan,
-}
-
 fn run(
     mut tailer: Tailer,
     tx: tokio::sync::mpsc::Sender<Vec<RawLine>>,
@@ -187,13 +176,18 @@ fn run(
     // When the last poll that found lines started: a notification after a quiet spell (or
     // after polls that found nothing) is served at once.
     let mut last_read: Option<Instant> = None;
-    let (wake_tx, wake_rx) = mpsc::channel::<Wake>();
-    let mut watches = if tailer.options().use_inotify {
-        Watches::new(&tailer.options().include, wake_tx)
+    let mut watcher = if tailer.options().use_inotify {
+        match watch::DirWatcher::new(&tailer.options().include) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(source = %tailer.name(), error = %e, "inotify unavailable, polling only");
+                None
+            }
+        }
     } else {
         None
     };
-    tracing::info!(source = %tailer.name(), inotify = watches.is_some(), "file source started");
+    tracing::info!(source = %tailer.name(), inotify = watcher.is_some(), "file source started");
     while !stop.load(Ordering::Relaxed) && !tx.is_closed() {
         let mut batch = Vec::new();
         let polled = Instant::now();
@@ -213,151 +207,36 @@ fn run(
         if more {
             continue;
         }
-        if let Some(w) = watches.as_mut() {
-            w.retry_missing();
-        }
-        match wake_rx.recv_timeout(poll_interval) {
-            Ok(wake) => {
-                let mut rescan = matches!(wake, Wake::Rescan);
-                // Each wake-up costs three threads a round trip through the scheduler
-                // (about 130 µs of CPU here): writes that follow closely are read together.
-                if let Some(at) = last_read {
-                    let wait = (at + min_gap).saturating_duration_since(Instant::now());
-                    if !wait.is_zero() {
-                        std::thread::sleep(wait);
-                    }
-                }
-                // Coalesce a burst of events into one poll.
-                while let Ok(w) = wake_rx.try_recv() {
-                    rescan |= matches!(w, Wake::Rescan);
-                }
-                if rescan {
-                    tailer.request_scan();
+        let Some(w) = watcher.as_mut() else {
+            std::thread::sleep(poll_interval);
+            continue;
+        };
+        w.retry_missing();
+        let woken = w.wait(poll_interval).and_then(|wake| {
+            let Some(wake) = wake else {
+                return Ok(None);
+            };
+            // Writes that follow closely are read together: the kernel keeps (and merges)
+            // their events meanwhile, read once below.
+            if let Some(at) = last_read {
+                let wait = (at + min_gap).saturating_duration_since(Instant::now());
+                if !wait.is_zero() {
+                    std::thread::sleep(wait);
                 }
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                // The watcher is gone: plain polling from now on.
-                watches = None;
-                std::thread::sleep(poll_interval);
+            Ok(match w.drain()? {
+                Some(watch::Wake::Rescan) => Some(watch::Wake::Rescan),
+                _ => Some(wake),
+            })
+        });
+        match woken {
+            Ok(Some(watch::Wake::Rescan)) => tailer.request_scan(),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(source = %tailer.name(), error = %e, "inotify failed, polling only");
+                watcher = None;
             }
         }
     }
     tracing::info!(source = %tailer.name(), "file source stopped");
-}
-
-/// inotify watches on the directories the include patterns start from.
-struct Watches {
-    watcher: notify::RecommendedWatcher,
-    missing: Vec<(PathBuf, RecursiveMode)>,
-    last_retry: Instant,
-}
-
-impl Watches {
-    fn new(include: &[String], wake: mpsc::Sender<Wake>) -> Option<Watches> {
-        let handler = move |res: notify::Result<notify::Event>| {
-            let w = match res {
-                Ok(ev) if ev.need_rescan() => Wake::Rescan,
-                Ok(ev) => match ev.kind {
-                    EventKind::Create(_) | EventKind::Remove(_) => Wake::Rescan,
-                    EventKind::Modify(notify::event::ModifyKind::Name(_)) => Wake::Rescan,
-                    EventKind::Access(_) => return,
-                    _ => Wake::Data,
-                },
-                Err(_) => Wake::Rescan,
-            };
-            let _ = wake.send(w);
-        };
-        let watcher = match notify::recommended_watcher(handler) {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::warn!(error = %e, "inotify unavailable, polling only");
-                return None;
-            }
-        };
-        let mut dirs: Vec<(PathBuf, RecursiveMode)> =
-            include.iter().map(|p| watch_root(p)).collect();
-        dirs.sort_by(|a, b| a.0.cmp(&b.0));
-        dirs.dedup_by(|a, b| a.0 == b.0);
-        let mut w = Watches {
-            watcher,
-            missing: dirs,
-            last_retry: Instant::now(),
-        };
-        w.add_missing();
-        Some(w)
-    }
-
-    fn add_missing(&mut self) {
-        let watcher = &mut self.watcher;
-        self.missing
-            .retain(|(dir, mode)| match watcher.watch(dir, *mode) {
-                Ok(()) => false,
-                Err(e) => {
-                    tracing::debug!(dir = %dir.display(), error = %e, "cannot watch directory yet");
-                    true
-                }
-            });
-        self.last_retry = Instant::now();
-    }
-
-    fn retry_missing(&mut self) {
-        if !self.missing.is_empty() && self.last_retry.elapsed() >= WATCH_RETRY {
-            self.add_missing();
-        }
-    }
-}
-
-/// The directory to watch for a glob pattern: its longest literal prefix directory,
-/// recursively when the pattern has wildcards below it.
-fn watch_root(pattern: &str) -> (PathBuf, RecursiveMode) {
-    let is_glob = |c: &Component<'_>| {
-        c.as_os_str()
-            .to_string_lossy()
-            .contains(['*', '?', '[', '{'])
-    };
-    let components: Vec<Component<'_>> = Path::new(pattern).components().collect();
-    let (mut root, mode) = match components.iter().position(is_glob) {
-        // A literal path: watch its directory.
-        None => {
-            let mut root: PathBuf = components.iter().collect();
-            root.pop();
-            (root, RecursiveMode::NonRecursive)
-        }
-        Some(i) => {
-            let root: PathBuf = components[..i].iter().collect();
-            let mode = if components.len() - i > 1 {
-                RecursiveMode::Recursive
-            } else {
-                RecursiveMode::NonRecursive
-            };
-            (root, mode)
-        }
-    };
-    if root.as_os_str().is_empty() {
-        root.push(".");
-    }
-    (root, mode)
-}
-
-#[cfg(test)]
-mod watch_root_tests {
-    use super::*;
-
-    #[test]
-    fn watch_root_is_the_literal_prefix() {
-        assert_eq!(
-            watch_root("/var/log/auth.log"),
-            (PathBuf::from("/var/log"), RecursiveMode::NonRecursive)
-        );
-        assert_eq!(
-            watch_root("/var/log/*.log"),
-            (PathBuf::from("/var/log"), RecursiveMode::NonRecursive)
-        );
-        assert_eq!(
-            watch_root("/var/log/**/*.log"),
-            (PathBuf::from("/var/log"), RecursiveMode::Recursive)
-        );
-        assert_eq!(watch_root("*.log").0, PathBuf::from("."));
-    }
 }
