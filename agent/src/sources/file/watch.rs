@@ -73,6 +73,10 @@ pub(super) struct DirWatcher {
     last_retry: Instant,
     /// Events read since the start (for tests and debugging).
     events_read: u64,
+    /// Most directories watched ([`MAX_WATCHES`]; lower in tests).
+    max_watches: usize,
+    /// Whether the limit was reached and said (once).
+    warned_full: bool,
 }
 
 fn mask() -> WatchMask {
@@ -91,6 +95,11 @@ impl DirWatcher {
     /// Watches the directories `include` starts from (those that exist; the others are
     /// retried). Fails only when inotify itself is unavailable.
     pub fn new(include: &[String]) -> io::Result<DirWatcher> {
+        Self::with_limit(include, MAX_WATCHES)
+    }
+
+    /// [`DirWatcher::new`] watching at most `max_watches` directories.
+    fn with_limit(include: &[String], max_watches: usize) -> io::Result<DirWatcher> {
         let mut roots: Vec<(PathBuf, bool)> = Vec::new();
         for (dir, recursive) in include.iter().map(|p| watch_root(p)) {
             match roots.iter_mut().find(|(d, _)| *d == dir) {
@@ -105,6 +114,8 @@ impl DirWatcher {
             missing: roots,
             last_retry: Instant::now(),
             events_read: 0,
+            max_watches,
+            warned_full: false,
         };
         w.add_missing();
         Ok(w)
@@ -230,12 +241,15 @@ impl DirWatcher {
         let mut stack = vec![dir.to_path_buf()];
         let mut first = true;
         while let Some(path) = stack.pop() {
-            if self.dirs.len() >= MAX_WATCHES {
-                tracing::warn!(
-                    dir = %path.display(),
-                    max = MAX_WATCHES,
-                    "too many directories to watch, the rest is polled"
-                );
+            if self.dirs.len() >= self.max_watches {
+                if !self.warned_full {
+                    self.warned_full = true;
+                    tracing::warn!(
+                        dir = %path.display(),
+                        max = self.max_watches,
+                        "too many directories to watch, the rest is polled"
+                    );
+                }
                 return !first;
             }
             match self.inotify.watches().add(&path, mask()) {
@@ -403,6 +417,23 @@ mod tests {
         assert_eq!(w.wait(WAIT).unwrap(), Some(Wake::Rescan));
         append(&dir.path().join("new/b.log"), "z\n");
         assert_eq!(w.wait(WAIT).unwrap(), Some(Wake::Data));
+    }
+
+    #[test]
+    fn past_the_limit_directories_are_left_to_polling() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..5 {
+            std::fs::create_dir(dir.path().join(format!("d{i}"))).unwrap();
+        }
+        let pattern = dir.path().join("**/*.log").to_string_lossy().into_owned();
+        let mut w = DirWatcher::with_limit(&[pattern], 3).unwrap();
+        assert_eq!(w.dirs.len(), 3);
+        assert!(w.missing.is_empty(), "the root itself is watched");
+        // A new subdirectory is seen (its parent may be watched) but not watched itself.
+        std::fs::create_dir(dir.path().join("new")).unwrap();
+        assert_eq!(w.wait(WAIT).unwrap(), Some(Wake::Rescan));
+        assert_eq!(w.dirs.len(), 3);
+        assert!(w.warned_full);
     }
 
     #[test]
