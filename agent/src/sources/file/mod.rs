@@ -212,23 +212,9 @@ fn run(
             continue;
         };
         w.retry_missing();
-        let woken = w.wait(poll_interval).and_then(|wake| {
-            let Some(wake) = wake else {
-                return Ok(None);
-            };
-            // Writes that follow closely are read together: the kernel keeps (and merges)
-            // their events meanwhile, read once below.
-            if let Some(at) = last_read {
-                let wait = (at + min_gap).saturating_duration_since(Instant::now());
-                if !wait.is_zero() {
-                    std::thread::sleep(wait);
-                }
-            }
-            Ok(match w.drain()? {
-                Some(watch::Wake::Rescan) => Some(watch::Wake::Rescan),
-                _ => Some(wake),
-            })
-        });
+        // Writes that follow closely are read together: the kernel keeps (and merges) their
+        // events until the next read pass, at most every `min_read_interval_ms`.
+        let woken = w.wait_coalesced(poll_interval, last_read.map(|at| at + min_gap));
         match woken {
             Ok(Some(watch::Wake::Rescan)) => tailer.request_scan(),
             Ok(_) => {}

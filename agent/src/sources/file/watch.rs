@@ -144,6 +144,28 @@ impl DirWatcher {
         }
     }
 
+    /// Waits as [`DirWatcher::wait`]; once woken, sleeps until `not_before` (so that writes
+    /// close together are read in one pass) and adds what arrived meanwhile.
+    pub fn wait_coalesced(
+        &mut self,
+        timeout: Duration,
+        not_before: Option<Instant>,
+    ) -> io::Result<Option<Wake>> {
+        let Some(wake) = self.wait(timeout)? else {
+            return Ok(None);
+        };
+        if let Some(at) = not_before {
+            let pause = at.saturating_duration_since(Instant::now());
+            if !pause.is_zero() {
+                std::thread::sleep(pause);
+            }
+        }
+        Ok(match self.drain()? {
+            Some(later) => Wake::max(Some(wake), later),
+            None => Some(wake),
+        })
+    }
+
     /// Reads every queued event without waiting: `None` when there was none.
     pub fn drain(&mut self) -> io::Result<Option<Wake>> {
         let mut wake = None;
@@ -334,18 +356,10 @@ pub(super) fn watch_root(pattern: &str) -> (PathBuf, bool) {
 mod tests {
     use std::io::Write;
 
+    use super::super::tests::append;
     use super::*;
 
     const WAIT: Duration = Duration::from_secs(5);
-
-    fn append(path: &Path, text: &str) {
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .unwrap();
-        f.write_all(text.as_bytes()).unwrap();
-    }
 
     fn watcher(pattern: &Path) -> DirWatcher {
         DirWatcher::new(&[pattern.to_string_lossy().into_owned()]).unwrap()
