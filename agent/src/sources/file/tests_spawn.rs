@@ -78,6 +78,45 @@ fn spawn_with_inotify_wakes_on_new_files_and_writes() {
 }
 
 #[test]
+fn spawn_with_inotify_finds_files_in_new_subdirectories() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(dir.path(), &["**/*.log"]);
+    // Only inotify can pass this test: polling and globbing are an hour apart.
+    o.use_inotify = true;
+    o.poll_interval_ms = 3_600_000;
+    o.glob_interval_ms = 3_600_000;
+    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+    let stop = Arc::new(AtomicBool::new(false));
+    let handle = spawn("src", o, &Checkpoints::new(), true, tx, Arc::clone(&stop)).unwrap();
+    // The thread sets its watches up first: retry in new directories until a line is seen.
+    let start = Instant::now();
+    let mut got = Vec::new();
+    let mut n = 0;
+    while got.is_empty() && start.elapsed() < DEADLINE {
+        let sub = dir.path().join(format!("app{n}/2026"));
+        std::fs::create_dir_all(&sub).unwrap();
+        // Distinct first lines: files with the same first line are one file to the tailer.
+        append(&sub.join("x.log"), &format!("deep {n}\n"));
+        n += 1;
+        got = recv_lines_within(&mut rx, n, Duration::from_millis(300));
+    }
+    assert!(
+        !got.is_empty() && got.iter().all(|l| l.starts_with("deep ")),
+        "{got:?}"
+    );
+    // Every new subdirectory is watched now: a write to a file in it wakes the tailer.
+    let got = recv_lines_within(&mut rx, n - got.len(), Duration::from_secs(2));
+    assert!(got.iter().all(|l| l.starts_with("deep ")), "{got:?}");
+    let sub = dir.path().join(format!("app{}/2026", n - 1));
+    append(&sub.join("x.log"), "again\n");
+    assert_eq!(recv_lines(&mut rx, 1), ["again"]);
+    stop.store(true, Ordering::Relaxed);
+    append(&sub.join("x.log"), "wake\n");
+    drop(rx);
+    handle.join().unwrap();
+}
+
+#[test]
 fn spawn_without_inotify_polls() {
     let dir = tempfile::tempdir().unwrap();
     append(&dir.path().join("a.log"), "a1\n");
