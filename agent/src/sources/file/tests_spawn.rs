@@ -41,17 +41,38 @@ fn recv_batches_within(
     got
 }
 
+/// A tailer thread that only inotify can wake: polling and globbing are an hour apart.
+struct InotifyOnly {
+    rx: tokio::sync::mpsc::Receiver<Vec<RawLine>>,
+    stop: Arc<AtomicBool>,
+    handle: std::thread::JoinHandle<()>,
+}
+
+impl InotifyOnly {
+    fn spawn(mut o: FileSourceOptions, capacity: usize) -> InotifyOnly {
+        o.use_inotify = true;
+        o.poll_interval_ms = 3_600_000;
+        o.glob_interval_ms = 3_600_000;
+        let (tx, rx) = tokio::sync::mpsc::channel(capacity);
+        let stop = Arc::new(AtomicBool::new(false));
+        let handle = spawn("src", o, &Checkpoints::new(), true, tx, Arc::clone(&stop)).unwrap();
+        InotifyOnly { rx, stop, handle }
+    }
+
+    /// Stops the thread: sets `stop`, then writes to `path` so that it wakes and sees it.
+    fn stop(self, path: &Path) {
+        self.stop.store(true, Ordering::Relaxed);
+        append(path, "wake\n");
+        drop(self.rx);
+        self.handle.join().unwrap();
+    }
+}
+
 #[test]
 fn spawn_with_inotify_wakes_on_new_files_and_writes() {
     let dir = tempfile::tempdir().unwrap();
-    let mut o = opts(dir.path(), &["*.log"]);
-    // Polling and globbing are too slow to pass this test: only inotify can.
-    o.use_inotify = true;
-    o.poll_interval_ms = 3_600_000;
-    o.glob_interval_ms = 3_600_000;
-    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
-    let stop = Arc::new(AtomicBool::new(false));
-    let handle = spawn("src", o, &Checkpoints::new(), true, tx, Arc::clone(&stop)).unwrap();
+    let mut t = InotifyOnly::spawn(opts(dir.path(), &["*.log"]), 4);
+    let rx = &mut t.rx;
     // Give the thread time to set up its watch: retry creating files until one is seen.
     let start = Instant::now();
     let mut got = Vec::new();
@@ -59,7 +80,7 @@ fn spawn_with_inotify_wakes_on_new_files_and_writes() {
     while got.is_empty() && start.elapsed() < DEADLINE {
         append(&dir.path().join(format!("new{n}.log")), "hello\n");
         n += 1;
-        got = recv_lines_within(&mut rx, 1, Duration::from_millis(200));
+        got = recv_lines_within(rx, 1, Duration::from_millis(200));
         if got.is_empty() {
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -69,25 +90,16 @@ fn spawn_with_inotify_wakes_on_new_files_and_writes() {
         "{got:?}"
     );
     append(&dir.path().join("new0.log"), "more\n");
-    let got = recv_lines(&mut rx, 1);
+    let got = recv_lines(rx, 1);
     assert!(got.contains(&"more".to_string()), "{got:?}");
-    stop.store(true, Ordering::Relaxed);
-    append(&dir.path().join("new0.log"), "wake\n"); // wake the thread so it sees `stop`
-    drop(rx);
-    handle.join().unwrap();
+    t.stop(&dir.path().join("new0.log"));
 }
 
 #[test]
 fn spawn_with_inotify_finds_files_in_new_subdirectories() {
     let dir = tempfile::tempdir().unwrap();
-    let mut o = opts(dir.path(), &["**/*.log"]);
-    // Only inotify can pass this test: polling and globbing are an hour apart.
-    o.use_inotify = true;
-    o.poll_interval_ms = 3_600_000;
-    o.glob_interval_ms = 3_600_000;
-    let (tx, mut rx) = tokio::sync::mpsc::channel(4);
-    let stop = Arc::new(AtomicBool::new(false));
-    let handle = spawn("src", o, &Checkpoints::new(), true, tx, Arc::clone(&stop)).unwrap();
+    let mut t = InotifyOnly::spawn(opts(dir.path(), &["**/*.log"]), 4);
+    let rx = &mut t.rx;
     // The thread sets its watches up first: retry in new directories until a line is seen.
     let start = Instant::now();
     let mut got = Vec::new();
@@ -98,22 +110,19 @@ fn spawn_with_inotify_finds_files_in_new_subdirectories() {
         // Distinct first lines: files with the same first line are one file to the tailer.
         append(&sub.join("x.log"), &format!("deep {n}\n"));
         n += 1;
-        got = recv_lines_within(&mut rx, n, Duration::from_millis(300));
+        got = recv_lines_within(rx, n, Duration::from_millis(300));
     }
     assert!(
         !got.is_empty() && got.iter().all(|l| l.starts_with("deep ")),
         "{got:?}"
     );
     // Every new subdirectory is watched now: a write to a file in it wakes the tailer.
-    let got = recv_lines_within(&mut rx, n - got.len(), Duration::from_secs(2));
+    let got = recv_lines_within(rx, n - got.len(), Duration::from_secs(2));
     assert!(got.iter().all(|l| l.starts_with("deep ")), "{got:?}");
     let sub = dir.path().join(format!("app{}/2026", n - 1));
     append(&sub.join("x.log"), "again\n");
-    assert_eq!(recv_lines(&mut rx, 1), ["again"]);
-    stop.store(true, Ordering::Relaxed);
-    append(&sub.join("x.log"), "wake\n");
-    drop(rx);
-    handle.join().unwrap();
+    assert_eq!(recv_lines(rx, 1), ["again"]);
+    t.stop(&sub.join("x.log"));
 }
 
 #[test]
@@ -143,14 +152,10 @@ fn writes_close_together_are_read_in_one_pass() {
     let path = dir.path().join("a.log");
     append(&path, "first\n");
     let mut o = opts(dir.path(), &["*.log"]);
-    o.use_inotify = true;
-    o.poll_interval_ms = 3_600_000;
-    o.glob_interval_ms = 3_600_000;
     o.min_read_interval_ms = 1_000;
-    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
-    let stop = Arc::new(AtomicBool::new(false));
-    let handle = spawn("src", o, &Checkpoints::new(), true, tx, Arc::clone(&stop)).unwrap();
-    assert_eq!(recv_lines(&mut rx, 1), ["first"]);
+    let mut t = InotifyOnly::spawn(o, 64);
+    let rx = &mut t.rx;
+    assert_eq!(recv_lines(rx, 1), ["first"]);
     // Five writes 10 ms apart, within the interval: the first one wakes the tailer, which
     // waits out the rest of the interval and reads them together. Read at every
     // notification, they would come in up to five batches.
@@ -158,12 +163,9 @@ fn writes_close_together_are_read_in_one_pass() {
         append(&path, &format!("w{i}\n"));
         std::thread::sleep(Duration::from_millis(10));
     }
-    let got = recv_batches_within(&mut rx, 5, DEADLINE);
+    let got = recv_batches_within(rx, 5, DEADLINE);
     let (lines, batches) = (got.concat(), got.len());
     assert_eq!(lines, ["w0", "w1", "w2", "w3", "w4"]);
     assert!(batches <= 2, "{batches} batches for five close writes");
-    stop.store(true, Ordering::Relaxed);
-    append(&path, "wake\n");
-    drop(rx);
-    handle.join().unwrap();
+    t.stop(&path);
 }
