@@ -24,10 +24,8 @@
 //! batches by id, so a reused seq would make it discard a new batch.)
 //! Acknowledgements may come in any order; the *watermark* is the highest seq
 //! such that every record up to it is acknowledged, dropped or lost. It is
-//! persisted in `acked` — with `fsync = "always"` at an advance at most every
-//! [`WATERMARK_PERSIST_INTERVAL`] (5 s: each write costs two fsyncs,
-//! and at one batch a second they were two of the five per batch), and in any
-//! case at [`Spool::sync`], [`Spool::close`] and when needed to keep the seq
+//! persisted in `acked` — at every advance with `fsync = "always"`, otherwise
+//! at [`Spool::sync`], [`Spool::close`] and when needed to keep the seq
 //! floor — and never claims an unacknowledged record. After a crash, records
 //! acknowledged after the last persisted watermark are handed out again: that
 //! is expected, the collector recognises them by batch id.
@@ -75,7 +73,7 @@ mod state;
 mod store;
 
 pub use format::MAX_PAYLOAD_BYTES;
-pub use store::{Spool, WATERMARK_PERSIST_INTERVAL};
+pub use store::Spool;
 
 /// `[spool]`: the on-disk buffer between the pipeline and the shipper.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use super::format::{self, MIN_RECORD_BYTES};
 use super::state;
-use super::store::{Cursor, Segment, WATERMARK_PERSIST_INTERVAL};
+use super::store::{Cursor, Segment};
 use super::{Corruption, Dropped, FsyncPolicy, OpenReport, Spool, SpoolConfig, SpoolError};
 
 impl Spool {
@@ -35,10 +35,6 @@ impl Spool {
             next_seq: persisted.next_seq,
             acked: persisted.acked_seq,
             persisted,
-            // The first acknowledgement persists at once.
-            persisted_at: Instant::now()
-                .checked_sub(WATERMARK_PERSIST_INTERVAL)
-                .unwrap_or_else(Instant::now),
             acked_ahead: BTreeSet::new(),
             in_flight: BTreeMap::new(),
             dropped_in_flight: BTreeMap::new(),

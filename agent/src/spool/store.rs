@@ -27,10 +27,6 @@ use super::{
     Append, Dropped, FsyncPolicy, Record, SpoolConfig, SpoolError, WhenFull, MAX_PAYLOAD_BYTES,
 };
 
-/// With `fsync = "always"`, the longest an advanced watermark waits before it is persisted
-/// on an acknowledgement (see [`Spool::ack`]).
-pub const WATERMARK_PERSIST_INTERVAL: Duration = Duration::from_secs(5);
-
 /// The on-disk spool. See the [module documentation](super).
 #[derive(Debug)]
 pub struct Spool {
@@ -44,8 +40,6 @@ pub struct Spool {
     pub(super) acked: u64,
     /// What the `acked` file holds.
     pub(super) persisted: State,
-    /// When the `acked` file was last written (or the spool opened).
-    pub(super) persisted_at: Instant,
     /// Acknowledged seqs above the watermark.
     pub(super) acked_ahead: BTreeSet<u64>,
     /// Handed out, not acknowledged: seq → (events, record bytes).
@@ -584,30 +578,14 @@ impl Spool {
         };
         state::save(&self.dir, s)?;
         self.persisted = s;
-        self.persisted_at = Instant::now();
         Ok(())
     }
 
-    /// With `fsync = "always"`, persists a watermark that moved, at most every
-    /// [`WATERMARK_PERSIST_INTERVAL`]: each write is two fsyncs, and a watermark
-    /// left behind by a crash only sends records again, which the collector
-    /// recognises by batch id.
     fn persist_if_always(&mut self) -> Result<(), SpoolError> {
-        if self.cfg.fsync == FsyncPolicy::Always
-            && self.acked != self.persisted.acked_seq
-            && self.persisted_at.elapsed() >= WATERMARK_PERSIST_INTERVAL
-        {
+        if self.cfg.fsync == FsyncPolicy::Always && self.acked != self.persisted.acked_seq {
             self.persist()?;
         }
         Ok(())
-    }
-
-    /// Makes the next acknowledgement persist the watermark, as if the interval passed.
-    #[cfg(test)]
-    pub(super) fn expire_watermark_interval(&mut self) {
-        self.persisted_at = Instant::now()
-            .checked_sub(WATERMARK_PERSIST_INTERVAL)
-            .unwrap_or(self.persisted_at);
     }
 
     /// Persists the next seq if no segment file will show it any more.

@@ -155,50 +155,6 @@ fn fsync_always_persists_each_ack_so_a_crash_resends_only_unacked() {
 }
 
 #[test]
-fn fsync_always_persists_the_watermark_at_most_every_interval() {
-    let dir = tempfile::tempdir().unwrap();
-    let always = SpoolConfig {
-        fsync: FsyncPolicy::Always,
-        ..cfg()
-    };
-    let (mut s, _) = Spool::open(dir.path(), &always).unwrap();
-    for i in 1..=4u64 {
-        stored(s.append(1, &payload(i, 10)).unwrap());
-    }
-    drain(&mut s);
-    s.ack(1).unwrap();
-    assert_eq!(
-        s.persisted_acked_seq(),
-        1,
-        "the first advance is written at once"
-    );
-    s.ack(2).unwrap();
-    assert_eq!(
-        s.persisted_acked_seq(),
-        1,
-        "the next waits for the interval"
-    );
-    assert!(s.needs_sync());
-    s.expire_watermark_interval();
-    s.ack(3).unwrap();
-    assert_eq!(s.persisted_acked_seq(), 3);
-    s.ack(4).unwrap();
-    drop(s); // crash: 4 was acknowledged after the last write of the watermark
-
-    let (mut s, report) = Spool::open(dir.path(), &always).unwrap();
-    assert_eq!(report.acked_seq, 3);
-    // Sent again; the collector answers it as a duplicate of the batch it stored.
-    assert_eq!(seqs(&drain(&mut s)), vec![4]);
-    s.ack(4).unwrap();
-    s.close().unwrap();
-    let (_, report) = Spool::open(dir.path(), &always).unwrap();
-    assert_eq!(
-        report.acked_seq, 4,
-        "close writes what the interval held back"
-    );
-}
-
-#[test]
 fn out_of_order_acks_move_the_watermark_only_over_contiguous_seqs() {
     let dir = tempfile::tempdir().unwrap();
     let (mut s, _) = Spool::open(dir.path(), &cfg()).unwrap();
